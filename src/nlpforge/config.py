@@ -1,0 +1,159 @@
+"""ModelConfig: the typed, serialisable description of one transformer.
+
+Presets are plain data (``PRESETS``); a config can also come from a JSON/YAML file or from a
+checkpoint directory's Hugging Face ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nlpforge.errors import ConfigError
+
+# model_type (as in Hugging Face config.json) -> architecture family implemented in models/.
+FAMILY_OF_MODEL_TYPE: dict[str, str] = {
+    "bert": "bert",
+    "roberta": "bert",
+    "xlm-roberta": "bert",
+    "distilbert": "bert",
+    "gpt2": "gpt",
+}
+SUPPORTED_MODEL_TYPES = tuple(FAMILY_OF_MODEL_TYPE)
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+
+
+@dataclass
+class ModelConfig:
+    """Shape and numerics of one transformer; every field is a plain JSON value.
+
+    ``family`` and ``head_dim`` are derived in ``__post_init__`` (``family`` from ``model_type``);
+    ``position_offset`` is derived too: RoBERTa/XLM-R number positions from ``pad_token_id + 1``.
+    """
+
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    max_positions: int = 512
+    type_vocab_size: int = 2  # 0 = the model has no token-type embedding (DistilBERT, GPT-2)
+    layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    has_pooler: bool = True  # encoder only: BERT's tanh pooler over the first token
+    tie_word_embeddings: bool = True
+    # Derived, never set by hand (kept in the dataclass so that asdict() shows them).
+    family: str = field(default="", init=False)
+    head_dim: int = field(default=0, init=False)
+    position_offset: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.model_type not in FAMILY_OF_MODEL_TYPE:
+            raise ConfigError(
+                f"model_type {self.model_type!r} is not supported; supported: "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)}"
+            )
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                     "max_positions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"config field {name!r} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
+            )
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(
+                f"hidden_act {self.hidden_act!r} is not supported; use one of {', '.join(ACTIVATIONS)}"
+            )
+        for name in ("dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"config field {name!r} must be in [0, 1), got {getattr(self, name)}")
+        self.family = FAMILY_OF_MODEL_TYPE[self.model_type]
+        self.head_dim = self.hidden_size // self.num_heads
+        uses_offset = self.model_type in ("roberta", "xlm-roberta")
+        self.position_offset = (self.pad_token_id or 0) + 1 if uses_offset else 0
+        if self.family == "gpt":
+            self.has_pooler = False
+
+    # ----------------------------------------------------------------------------- (de)serialise
+    def to_dict(self) -> dict[str, Any]:
+        """The init fields only (derived ones are recomputed on load)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(values) - known - {"family", "head_dim", "position_offset"})
+        if unknown:
+            raise ConfigError(f"{source}: unknown config field(s) {', '.join(unknown)}; "
+                              f"known fields: {', '.join(sorted(known))}")
+        try:
+            return cls(**{k: v for k, v in values.items() if k in known})
+        except TypeError as error:  # a required field is missing
+            raise ConfigError(f"{source}: {error}") from None
+
+    @classmethod
+    def from_name(cls, name: str, **overrides: Any) -> ModelConfig:
+        """A named preset from ``PRESETS``, with optional field overrides."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
+        return cls.from_dict({**PRESETS[name], **overrides}, source=f"preset {name!r}")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ModelConfig:
+        """A config written as JSON or YAML (``.yaml``/``.yml``); YAML is parsed with safe_load."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        text = path.read_text(encoding="utf-8")
+        try:
+            values = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        except (yaml.YAMLError, json.JSONDecodeError) as error:
+            raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {error}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of config fields at the top level")
+        if "preset" in values:
+            return cls.from_name(values.pop("preset"), **values)
+        return cls.from_dict(values, source=str(path))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> ModelConfig:
+        """The config of a Hugging Face-layout checkpoint directory (its ``config.json``)."""
+        from nlpforge.convert.hf_config import config_from_hf, read_hf_config
+
+        return config_from_hf(read_hf_config(Path(path)), source=str(Path(path) / "config.json"))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+# Named presets: data, not code. "tiny-*" are for unit tests (hidden 32, 2 layers, vocab 99).
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny-bert": dict(model_type="bert", vocab_size=99, hidden_size=32, num_layers=2, num_heads=4,
+                      intermediate_size=37, max_positions=64, type_vocab_size=2),
+    "tiny-gpt": dict(model_type="gpt2", vocab_size=99, hidden_size=32, num_layers=2, num_heads=4,
+                     intermediate_size=128, max_positions=64, type_vocab_size=0,
+                     layer_norm_eps=1e-5, hidden_act="gelu_new", pad_token_id=None,
+                     bos_token_id=98, eos_token_id=98),
+    "bert-base": dict(model_type="bert", vocab_size=30522, hidden_size=768, num_layers=12,
+                      num_heads=12, intermediate_size=3072),
+    "minilm-l6-h384": dict(model_type="bert", vocab_size=30522, hidden_size=384, num_layers=6,
+                           num_heads=12, intermediate_size=1536),
+    "bert-4l-h312": dict(model_type="bert", vocab_size=30522, hidden_size=312, num_layers=4,
+                         num_heads=12, intermediate_size=1200),
+    "gpt2": dict(model_type="gpt2", vocab_size=50257, hidden_size=768, num_layers=12, num_heads=12,
+                 intermediate_size=3072, max_positions=1024, type_vocab_size=0, layer_norm_eps=1e-5,
+                 hidden_act="gelu_new", pad_token_id=None, bos_token_id=50256, eos_token_id=50256),
+}

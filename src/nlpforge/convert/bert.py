@@ -1,0 +1,153 @@
+"""Hugging Face <-> nlpforge weights for the encoder family (bert, roberta, xlm-roberta, distilbert).
+
+Our names (see models/bert.py) are those of ``BertForMaskedLM``: ``encoder.*`` for the encoder and
+``mlm.*`` for the masked-LM head. A checkpoint of the bare encoder has no HF prefix
+(``embeddings...``); one with a head has the base prefix (``bert.embeddings...``) and head keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from nlpforge.config import ModelConfig
+from nlpforge.convert.keymap import Entry, check_keys, check_shapes, entry, expand, hf_to_ours, ours_to_hf
+from nlpforge.errors import ConversionError
+from nlpforge.models.bert import BertForMaskedLM
+
+BASE_PREFIX = {"bert": "bert.", "roberta": "roberta.", "xlm-roberta": "roberta.", "distilbert": "distilbert."}
+
+# Buffers that old checkpoints saved next to the weights; they hold no learned values.
+IGNORED_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
+
+_EMBEDDINGS = [
+    entry("embeddings.word.weight", "embeddings.word_embeddings.weight"),
+    entry("embeddings.position.weight", "embeddings.position_embeddings.weight"),
+    entry("embeddings.norm.weight", "embeddings.LayerNorm.weight"),
+    entry("embeddings.norm.bias", "embeddings.LayerNorm.bias"),
+]
+_TOKEN_TYPE = [entry("embeddings.token_type.weight", "embeddings.token_type_embeddings.weight")]
+
+_BERT_LAYER = "encoder.layer.{}."
+BERT_LAYERS = [
+    *(entry(f"layers.{{}}.attn.qkv.{p}", *(f"{_BERT_LAYER}attention.self.{n}.{p}" for n in ("query", "key", "value")),
+            op="cat") for p in ("weight", "bias")),
+    *(entry(f"layers.{{}}.{ours}.{p}", f"{_BERT_LAYER}{hf}.{p}")
+      for ours, hf in (("attn.out", "attention.output.dense"), ("attn_norm", "attention.output.LayerNorm"),
+                       ("ffn.up", "intermediate.dense"), ("ffn.down", "output.dense"),
+                       ("ffn_norm", "output.LayerNorm"))
+      for p in ("weight", "bias")),
+]
+
+_DISTIL_LAYER = "transformer.layer.{}."
+DISTILBERT_LAYERS = [
+    *(entry(f"layers.{{}}.attn.qkv.{p}", *(f"{_DISTIL_LAYER}attention.{n}.{p}" for n in ("q_lin", "k_lin", "v_lin")),
+            op="cat") for p in ("weight", "bias")),
+    *(entry(f"layers.{{}}.{ours}.{p}", f"{_DISTIL_LAYER}{hf}.{p}")
+      for ours, hf in (("attn.out", "attention.out_lin"), ("attn_norm", "sa_layer_norm"),
+                       ("ffn.up", "ffn.lin1"), ("ffn.down", "ffn.lin2"), ("ffn_norm", "output_layer_norm"))
+      for p in ("weight", "bias")),
+]
+
+POOLER = [entry("pooler.dense.weight", "pooler.dense.weight"), entry("pooler.dense.bias", "pooler.dense.bias")]
+
+# Masked-LM heads: (key map, HF keys tied to one of ours -> that key of ours).
+_BERT_MLM = (
+    [entry("transform.weight", "cls.predictions.transform.dense.weight"),
+     entry("transform.bias", "cls.predictions.transform.dense.bias"),
+     entry("norm.weight", "cls.predictions.transform.LayerNorm.weight"),
+     entry("norm.bias", "cls.predictions.transform.LayerNorm.bias"),
+     entry("bias", "cls.predictions.bias")],
+    {"cls.predictions.decoder.weight": "encoder.embeddings.word.weight",
+     "cls.predictions.decoder.bias": "mlm.bias"},
+)
+_ROBERTA_MLM = (
+    [entry("transform.weight", "lm_head.dense.weight"), entry("transform.bias", "lm_head.dense.bias"),
+     entry("norm.weight", "lm_head.layer_norm.weight"), entry("norm.bias", "lm_head.layer_norm.bias"),
+     entry("bias", "lm_head.bias")],
+    {"lm_head.decoder.weight": "encoder.embeddings.word.weight", "lm_head.decoder.bias": "mlm.bias"},
+)
+_DISTILBERT_MLM = (
+    [entry("transform.weight", "vocab_transform.weight"), entry("transform.bias", "vocab_transform.bias"),
+     entry("norm.weight", "vocab_layer_norm.weight"), entry("norm.bias", "vocab_layer_norm.bias"),
+     entry("bias", "vocab_projector.bias")],
+    {"vocab_projector.weight": "encoder.embeddings.word.weight"},
+)
+MLM_HEADS = {"bert": _BERT_MLM, "roberta": _ROBERTA_MLM, "xlm-roberta": _ROBERTA_MLM,
+             "distilbert": _DISTILBERT_MLM}
+
+
+def encoder_entries(config: ModelConfig, hf_prefix: str) -> list[Entry]:
+    """The encoder's key map for this config, HF keys with ``hf_prefix`` in front."""
+    layers = DISTILBERT_LAYERS if config.model_type == "distilbert" else BERT_LAYERS
+    entries = _EMBEDDINGS + (_TOKEN_TYPE if config.type_vocab_size else []) + layers
+    if config.has_pooler:
+        entries = entries + POOLER
+    return expand(entries, config.num_layers, hf_prefix=hf_prefix, ours_prefix="encoder.")
+
+
+def normalise_legacy_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename TF-era LayerNorm ``gamma``/``beta`` to ``weight``/``bias``; drop saved buffers."""
+    renamed = {}
+    for key, tensor in state_dict.items():
+        if key.endswith(IGNORED_BUFFERS):
+            continue
+        if key.endswith(".gamma"):
+            key = key[: -len("gamma")] + "weight"
+        elif key.endswith(".beta"):
+            key = key[: -len("beta")] + "bias"
+        renamed[key] = tensor
+    return renamed
+
+
+def hf_to_nlpforge(state_dict: Mapping[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """HF encoder (optionally with its masked-LM head) -> our ``encoder.*`` / ``mlm.*`` names.
+
+    Raises ConversionError naming any unknown, missing or mis-shaped key.
+    """
+    state_dict = normalise_legacy_keys(state_dict)
+    prefix = BASE_PREFIX[config.model_type]
+    has_prefix = any(k.startswith(prefix) for k in state_dict)
+    entries = encoder_entries(config, prefix if has_prefix else "")
+    head_entries, tied = MLM_HEADS[config.model_type]
+    head_entries = expand(head_entries, config.num_layers, ours_prefix="mlm.")
+    has_head = any(k in state_dict for e in head_entries for k in e.hf)
+    if has_head:
+        entries = entries + head_entries
+    expected_hf = {k for e in entries for k in e.hf}
+    tied_present = {k: v for k, v in tied.items() if k in state_dict} if has_head else {}
+    what = f"{config.model_type} checkpoint"
+    check_keys(set(state_dict) - set(tied_present), expected_hf, what)
+    converted = hf_to_ours(state_dict, entries)
+    for hf_key, ours_key in tied_present.items():
+        if not torch.equal(state_dict[hf_key], converted[ours_key]):
+            raise ConversionError(
+                f"{what}: {hf_key!r} is not tied to {ours_key!r} (untied output embeddings are not supported)"
+            )
+    with torch.device("meta"):
+        reference = BertForMaskedLM(config)
+    expected = {k: v.shape for k, v in reference.state_dict().items()}
+    check_shapes(converted, expected, what)
+    return converted
+
+
+def nlpforge_to_hf(state_dict: Mapping[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """Our names -> HF names: the bare-encoder layout, or the prefixed one when ``mlm.*`` is present.
+
+    Tied HF keys (the MLM decoder) are emitted as the same tensor they are tied to, as in HF's
+    own ``state_dict()``; ``checkpoint.save_hf_weights`` stores them once.
+    """
+    has_head = any(k.startswith("mlm.") for k in state_dict)
+    entries = encoder_entries(config, BASE_PREFIX[config.model_type] if has_head else "")
+    expected = {e.ours for e in entries}
+    if has_head:
+        head_entries, tied = MLM_HEADS[config.model_type]
+        entries = entries + expand(head_entries, config.num_layers, ours_prefix="mlm.")
+        expected = {e.ours for e in entries}
+    check_keys(state_dict, expected, "nlpforge encoder")
+    converted = ours_to_hf(state_dict, entries)
+    if has_head:
+        for hf_key, ours_key in tied.items():
+            converted[hf_key] = state_dict[ours_key]
+    return converted

@@ -1,0 +1,115 @@
+"""Hugging Face ``config.json`` fields <-> ``ModelConfig``, one explicit field map per model_type."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nlpforge.config import SUPPORTED_MODEL_TYPES, ModelConfig
+from nlpforge.errors import CheckpointError
+
+# ModelConfig field -> HF field, per model_type (fields not listed keep ModelConfig's default).
+_BERT_FIELDS = {
+    "vocab_size": "vocab_size", "hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
+    "num_heads": "num_attention_heads", "intermediate_size": "intermediate_size",
+    "max_positions": "max_position_embeddings", "type_vocab_size": "type_vocab_size",
+    "layer_norm_eps": "layer_norm_eps", "hidden_act": "hidden_act", "dropout": "hidden_dropout_prob",
+    "attention_dropout": "attention_probs_dropout_prob", "pad_token_id": "pad_token_id",
+    "bos_token_id": "bos_token_id", "eos_token_id": "eos_token_id",
+    "tie_word_embeddings": "tie_word_embeddings",
+}
+FIELD_MAPS: dict[str, dict[str, str]] = {
+    "bert": _BERT_FIELDS,
+    "roberta": _BERT_FIELDS,
+    "xlm-roberta": _BERT_FIELDS,
+    "distilbert": {
+        "vocab_size": "vocab_size", "hidden_size": "dim", "num_layers": "n_layers", "num_heads": "n_heads",
+        "intermediate_size": "hidden_dim", "max_positions": "max_position_embeddings",
+        "hidden_act": "activation", "dropout": "dropout", "attention_dropout": "attention_dropout",
+        "pad_token_id": "pad_token_id", "tie_word_embeddings": "tie_word_embeddings",
+    },
+    "gpt2": {
+        "vocab_size": "vocab_size", "hidden_size": "n_embd", "num_layers": "n_layer", "num_heads": "n_head",
+        "intermediate_size": "n_inner", "max_positions": "n_positions", "layer_norm_eps": "layer_norm_epsilon",
+        "hidden_act": "activation_function", "dropout": "resid_pdrop", "attention_dropout": "attn_pdrop",
+        "pad_token_id": "pad_token_id", "bos_token_id": "bos_token_id", "eos_token_id": "eos_token_id",
+        "tie_word_embeddings": "tie_word_embeddings",
+    },
+}
+# Values a model_type fixes whatever its config.json says (or omits).
+FIXED = {
+    "distilbert": {"type_vocab_size": 0, "layer_norm_eps": 1e-12, "has_pooler": False},
+    "gpt2": {"type_vocab_size": 0, "has_pooler": False},
+}
+ARCHITECTURES = {
+    ("bert", "base"): "BertModel", ("bert", "mlm"): "BertForMaskedLM",
+    ("roberta", "base"): "RobertaModel", ("roberta", "mlm"): "RobertaForMaskedLM",
+    ("xlm-roberta", "base"): "XLMRobertaModel", ("xlm-roberta", "mlm"): "XLMRobertaForMaskedLM",
+    ("distilbert", "base"): "DistilBertModel", ("distilbert", "mlm"): "DistilBertForMaskedLM",
+    ("gpt2", "lm"): "GPT2LMHeadModel",
+}
+
+
+def read_hf_config(directory: Path) -> dict[str, Any]:
+    path = directory / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: no config.json; a checkpoint directory needs config.json "
+                              "and model.safetensors (Hugging Face layout)")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return values
+
+
+def require_supported(hf: dict[str, Any], source: str) -> str:
+    """The config's model_type, or an error that lists the supported ones."""
+    model_type = hf.get("model_type")
+    if model_type not in FIELD_MAPS:
+        raise CheckpointError(
+            f"{source}: model_type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    if model_type == "distilbert" and hf.get("sinusoidal_pos_embds"):
+        raise CheckpointError(f"{source}: DistilBERT with sinusoidal_pos_embds is not supported")
+    return model_type
+
+
+def config_from_hf(
+    hf: dict[str, Any], source: str = "config.json", weights: Mapping[str, torch.Tensor] | None = None
+) -> ModelConfig:
+    """HF config.json values -> ModelConfig; unsupported model_type names the supported ones.
+
+    Whether a BERT-type encoder has a pooler is a property of the weights, not of config.json:
+    pass ``weights`` (the HF state dict) to decide it; without them the encoder has one.
+    """
+    model_type = require_supported(hf, source)
+    values: dict[str, Any] = {"model_type": model_type}
+    for ours, theirs in FIELD_MAPS[model_type].items():
+        if hf.get(theirs) is not None or (ours.endswith("token_id") and theirs in hf):
+            values[ours] = hf[theirs]
+    if model_type == "gpt2" and "intermediate_size" not in values:
+        values["intermediate_size"] = 4 * values["hidden_size"]  # n_inner = None means 4 x n_embd
+    if weights is not None:
+        values["has_pooler"] = any(k.endswith("pooler.dense.weight") for k in weights)
+    values.update(FIXED.get(model_type, {}))
+    try:
+        return ModelConfig(**values)
+    except TypeError as error:
+        raise CheckpointError(f"{source}: {error}") from None
+
+
+def config_to_hf(config: ModelConfig, head: str) -> dict[str, Any]:
+    """ModelConfig -> a config.json that ``transformers.AutoConfig`` reads back to the same model."""
+    hf: dict[str, Any] = {"model_type": config.model_type,
+                          "architectures": [ARCHITECTURES[(config.model_type, head)]]}
+    for ours, theirs in FIELD_MAPS[config.model_type].items():
+        hf[theirs] = getattr(config, ours)
+    if config.model_type == "distilbert":
+        hf["sinusoidal_pos_embds"] = False
+    return hf

@@ -1,0 +1,218 @@
+"""The encoder family: BERT, RoBERTa / XLM-R, DistilBERT, MiniLM, E5, in one file.
+
+Post-LN transformer blocks over word + learned position (+ token type) embeddings:
+
+    h = LayerNorm(x + Dropout(Attention(x)))
+    y = LayerNorm(h + Dropout(W2 GELU(W1 h)))
+
+Shapes: B batch, T tokens, H hidden, A heads, D = H / A head size, V vocabulary.
+Weights load from Hugging Face checkpoints through ``nlpforge.convert.bert``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nlpforge.config import ModelConfig
+from nlpforge.models.outputs import EncoderOutput, MaskedLMOutput
+
+
+def activation(name: str) -> nn.Module:
+    """The FFN non-linearity named in the config (``gelu`` is the exact erf form)."""
+    if name == "gelu":
+        return nn.GELU()
+    if name in ("gelu_new", "gelu_pytorch_tanh"):
+        return nn.GELU(approximate="tanh")
+    return nn.ReLU()
+
+
+def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, T) 1/0 mask -> (B, 1, 1, T) boolean "may attend" mask; None when nothing is padded.
+
+    Returning None for an all-ones mask lets scaled_dot_product_attention pick its fastest kernel.
+    """
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return attention_mask.bool()[:, None, None, :]
+
+
+class Embeddings(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.word = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.position = nn.Embedding(config.max_positions, config.hidden_size)
+        # DistilBERT has no token types (type_vocab_size 0).
+        self.token_type = (
+            nn.Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size else None
+        )
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.pad_token_id = config.pad_token_id
+        self.position_offset = config.position_offset
+
+    def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) positions. RoBERTa/XLM-R count only non-pad tokens, starting at pad_id + 1."""
+        if self.position_offset:
+            not_pad = input_ids.ne(self.pad_token_id).int()
+            return (torch.cumsum(not_pad, dim=1) * not_pad).long() + self.position_offset - 1
+        return torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.word(input_ids) + self.position(self.position_ids(input_ids))  # (B, T, H)
+        if self.token_type is not None:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(input_ids)
+            x = x + self.token_type(token_type_ids)
+        return self.dropout(self.norm(x))
+
+
+class SelfAttention(nn.Module):
+    """Bidirectional multi-head attention with one fused QKV projection (one GEMM instead of 3)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = config.num_heads, config.head_dim
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout_p = config.attention_dropout
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, need_probs: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T, _ = x.shape
+        # (B, T, 3H) -> 3 x (B, A, T, D)
+        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        dropout_p = self.dropout_p if self.training else 0.0
+        probs = None
+        if need_probs:
+            # Explicit path: distillation and analysis need the (B, A, T, T) probabilities.
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            probs = scores.softmax(dim=-1)
+            context = F.dropout(probs, dropout_p, self.training) @ v
+        else:
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        context = context.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # (B, T, H)
+        return self.out(context), probs
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = activation(config.hidden_act)
+        self.down = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.up(x)))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.attn = SelfAttention(config)
+        self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = FeedForward(config)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, need_probs: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, probs = self.attn(x, mask, need_probs)
+        h = self.attn_norm(x + self.dropout(attended))  # post-LN
+        return self.ffn_norm(h + self.dropout(self.ffn(h))), probs
+
+
+class Pooler(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))  # (B, T, H) -> (B, H)
+
+
+class BertModel(nn.Module):
+    """The encoder: ids (B, T) -> EncoderOutput with last_hidden_state (B, T, H)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
+        self.pooler = Pooler(config) if config.has_pooler else None
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> EncoderOutput:
+        mask = padding_mask(attention_mask)
+        x = self.embeddings(input_ids, token_type_ids)
+        hidden_states = [x] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        for layer in self.layers:
+            x, probs = layer(x, mask, need_probs=output_attentions)
+            if hidden_states is not None:
+                hidden_states.append(x)
+            if attentions is not None:
+                attentions.append(probs)
+        return EncoderOutput(
+            last_hidden_state=x,
+            pooler_output=self.pooler(x) if self.pooler is not None else None,
+            hidden_states=tuple(hidden_states) if hidden_states is not None else None,
+            attentions=tuple(attentions) if attentions is not None else None,
+        )
+
+
+class MaskedLMHead(nn.Module):
+    """dense -> act -> LayerNorm -> decoder tied to the word embeddings, plus a vocabulary bias."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.transform = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = activation(config.hidden_act)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.act(self.transform(hidden)))
+        return F.linear(h, word_embeddings, self.bias)  # (B, T, V)
+
+
+class BertForMaskedLM(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = BertModel(config)
+        self.mlm = MaskedLMHead(config)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> MaskedLMOutput:
+        encoded = self.encoder(
+            input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions
+        )
+        logits = self.mlm(encoded.last_hidden_state, self.encoder.embeddings.word.weight)
+        loss = None
+        if labels is not None:  # labels (B, T), -100 where no prediction is scored
+            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return MaskedLMOutput(
+            logits=logits, loss=loss,
+            hidden_states=encoded.hidden_states, attentions=encoded.attentions,
+        )

@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny random Hugging Face models (hidden 32, 2 layers, vocab 99) and paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+            max_position_embeddings=64)
+# HF class name -> (config class, config kwargs). initializer_range is raised so that random
+# models give varied outputs instead of near-constant ones.
+HF_TINY = {
+    "BertModel": (transformers.BertConfig, dict(TINY, initializer_range=0.2)),
+    "BertForMaskedLM": (transformers.BertConfig, dict(TINY, initializer_range=0.2)),
+    "RobertaModel": (transformers.RobertaConfig, dict(TINY, initializer_range=0.2, type_vocab_size=1)),
+    "RobertaForMaskedLM": (transformers.RobertaConfig, dict(TINY, initializer_range=0.2, type_vocab_size=1)),
+    "XLMRobertaModel": (transformers.XLMRobertaConfig, dict(TINY, initializer_range=0.2, type_vocab_size=1)),
+    "DistilBertModel": (transformers.DistilBertConfig,
+                        dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+                             max_position_embeddings=64, initializer_range=0.2)),
+    "DistilBertForMaskedLM": (transformers.DistilBertConfig,
+                              dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+                                   max_position_embeddings=64, initializer_range=0.2)),
+    "GPT2LMHeadModel": (transformers.GPT2Config,
+                        dict(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                             initializer_range=0.2, bos_token_id=98, eos_token_id=98, pad_token_id=98)),
+}
+ENCODER_CLASSES = [name for name in HF_TINY if name != "GPT2LMHeadModel"]
+
+
+def tiny_hf_model(name: str, seed: int = 0, attn_implementation: str = "eager") -> torch.nn.Module:
+    """A random tiny transformers model of class ``name`` in eval mode."""
+    config_cls, kwargs = HF_TINY[name]
+    torch.manual_seed(seed)
+    config = config_cls(**kwargs)
+    config._attn_implementation = attn_implementation
+    return getattr(transformers, name)(config).eval()
+
+
+@pytest.fixture
+def tiny_vocab(tmp_path: Path) -> Path:
+    """A 99-entry WordPiece vocab.txt (special tokens first, then a-z words)."""
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words += [chr(ord("a") + i) for i in range(26)]
+    words += [f"{a}{b}" for a in "abcdefgh" for b in "aeiouyrst"][: 99 - len(words)]
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(words) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_bert_dir(tmp_path: Path, tiny_vocab: Path) -> Path:
+    """A saved tiny BertModel checkpoint directory with a WordPiece tokenizer."""
+    out = tmp_path / "tiny-bert"
+    tiny_hf_model("BertModel").save_pretrained(out)
+    transformers.BertTokenizerFast(vocab_file=str(tiny_vocab)).save_pretrained(out)
+    return out
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, skipping the test (with the path named) when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    return path
