@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import shared_path
 
+from conftest import shared_path
 from nlpforge.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.integration
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def first_texts(path: Path, column: str, count: int) -> list[str]:
     with open(path, encoding="utf-8", newline="") as handle:
         rows = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        return [row[column] for _, row in zip(range(count), rows)]
+        return [row[column] for _, row in zip(range(count), rows, strict=False)]
 
 
 def max_hidden_difference(directory: Path, texts: list[str]) -> float:
