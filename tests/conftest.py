@@ -27,11 +27,21 @@ HF_TINY = {
     "DistilBertForMaskedLM": (transformers.DistilBertConfig,
                               dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
                                    max_position_embeddings=64, initializer_range=0.2)),
+    **{f"{family}For{task}": (config_cls, dict(kwargs, num_labels=2 if task == "QuestionAnswering" else 3))
+       for family, (config_cls, kwargs) in (
+           ("Bert", (transformers.BertConfig, dict(TINY, initializer_range=0.2))),
+           ("XLMRoberta", (transformers.XLMRobertaConfig, dict(TINY, initializer_range=0.2, type_vocab_size=1))),
+           ("DistilBert", (transformers.DistilBertConfig,
+                           dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+                                max_position_embeddings=64, initializer_range=0.2))))
+       for task in ("SequenceClassification", "TokenClassification", "QuestionAnswering")},
     "GPT2LMHeadModel": (transformers.GPT2Config,
                         dict(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=64,
                              initializer_range=0.2, bos_token_id=98, eos_token_id=98, pad_token_id=98)),
 }
 ENCODER_CLASSES = [name for name in HF_TINY if name != "GPT2LMHeadModel"]
+TASK_CLASSES = [name for name in HF_TINY if name.split("For")[-1] in
+                ("SequenceClassification", "TokenClassification", "QuestionAnswering")]
 
 
 def tiny_hf_model(name: str, seed: int = 0, attn_implementation: str = "eager") -> torch.nn.Module:

@@ -55,7 +55,7 @@ def test_head_selection(tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / "mlm").head == "mlm"
     assert load_checkpoint(tmp_path / "mlm", head="base").head == "base"
     tiny_hf_model("BertModel").save_pretrained(tmp_path / "base")
-    with pytest.raises(CheckpointError, match="no masked-LM head"):
+    with pytest.raises(CheckpointError, match="has no 'mlm' head weights"):
         load_checkpoint(tmp_path / "base", head="mlm")
 
 

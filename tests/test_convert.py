@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -18,10 +20,21 @@ def convert(name: str) -> tuple[torch.nn.Module, dict, object]:
     return hf, state, config
 
 
+def head_of(name: str) -> str:
+    for suffix, head in (("ForSequenceClassification", "classify"), ("ForTokenClassification", "tag"),
+                         ("ForQuestionAnswering", "span_qa"), ("ForMaskedLM", "mlm"), ("LMHeadModel", "lm")):
+        if name.endswith(suffix):
+            return head
+    return "base"
+
+
 @pytest.mark.parametrize("name", list(HF_TINY))
 def test_round_trip_reproduces_the_state_dict_exactly(name: str) -> None:
     _, state, config = convert(name)
-    back = nlpforge_to_hf(hf_to_nlpforge(state, config), config)
+    head = head_of(name)
+    if head in ("classify", "tag", "span_qa"):
+        config = dataclasses.replace(config, has_pooler=False)
+    back = nlpforge_to_hf(hf_to_nlpforge(state, config, head), config, head)
     assert sorted(back) == sorted(state)
     for key, tensor in state.items():
         assert torch.equal(back[key], tensor), key
@@ -29,9 +42,10 @@ def test_round_trip_reproduces_the_state_dict_exactly(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(HF_TINY))
 def test_config_round_trip(name: str) -> None:
-    _, state, config = convert(name)
-    head = "lm" if config.family == "gpt" else ("mlm" if "MaskedLM" in name else "base")
-    again = config_from_hf(config_to_hf(config, head), weights=state)
+    hf, state, config = convert(name)
+    head = head_of(name)
+    labels = [hf.config.id2label[i] for i in range(hf.config.num_labels)] if head in ("classify", "tag") else None
+    again = config_from_hf(config_to_hf(config, head, labels), weights=state)
     assert again == config
 
 

@@ -14,6 +14,7 @@ a half-written checkpoint behind.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -32,10 +33,11 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from nlpforge import __version__
 from nlpforge.config import ModelConfig
 from nlpforge.convert import hf_to_nlpforge, nlpforge_to_hf
-from nlpforge.convert.hf_config import config_from_hf, config_to_hf, read_hf_config, require_supported
+from nlpforge.convert.hf_config import config_from_hf, config_to_hf, head_from_hf, read_hf_config, require_supported
 from nlpforge.errors import CheckpointError
 from nlpforge.models import build_model
 from nlpforge.models.bert import BertModel
+from nlpforge.tasks import TASK_MODELS
 
 META_FILE = "nlpforge.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -133,26 +135,35 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Load a checkpoint directory (or hub name) into an nlpforge model, in eval mode.
 
-    ``head``: ``base`` (bare encoder), ``mlm`` (encoder + masked-LM head), ``lm`` (decoder), or
-    ``auto``: the head the weights carry (``mlm`` if present, else ``base``; ``lm`` for decoders).
+    ``head``: ``auto`` loads the head the checkpoint carries: a task head named in config.json's
+    ``architectures`` (``classify``, ``tag``, ``span_qa``), a masked-LM head (``mlm``), the causal
+    LM of a decoder (``lm``), or none (``base``). ``base`` loads only the encoder of any of them.
     """
     directory = resolve_directory(name_or_path)
+    source = str(directory / "config.json")
     hf_config = read_hf_config(directory)
-    require_supported(hf_config, str(directory / "config.json"))  # before reading any weights
+    require_supported(hf_config, source)  # before reading any weights
     hf_weights = read_hf_weights(directory)
-    config = config_from_hf(hf_config, str(directory / "config.json"), hf_weights)
-    weights = hf_to_nlpforge(hf_weights, config)
-    has_mlm = any(k.startswith("mlm.") for k in weights)
-    if head == "auto":
-        head = "lm" if config.family == "gpt" else ("mlm" if has_mlm else "base")
-    if head == "mlm" and not has_mlm:
-        raise CheckpointError(f"{directory}: has no masked-LM head weights; load it with head='base'")
-    model = build_model(config, head)
+    config = config_from_hf(hf_config, source, hf_weights)
+    task_head = head_from_hf(hf_config) if head_from_hf(hf_config) in TASK_MODELS else None
+    if task_head is not None:  # BERT's pooler belongs to the classification head then
+        config = dataclasses.replace(config, has_pooler=False)
+    weights = hf_to_nlpforge(hf_weights, config, task_head)
+    carried = task_head or ("lm" if config.family == "gpt" else
+                            "mlm" if any(k.startswith("mlm.") for k in weights) else "base")
+    head = carried if head == "auto" else head
+    if head not in (carried, "base"):
+        raise CheckpointError(f"{directory}: has no {head!r} head weights (it carries {carried!r}); "
+                              f"load it with head='base' or head='{carried}'")
+    model = TASK_MODELS[head](config) if head in TASK_MODELS else build_model(config, head)
     if isinstance(model, BertModel):  # the bare encoder: drop the "encoder." prefix and any head
         weights = {k.removeprefix("encoder."): v for k, v in weights.items() if k.startswith("encoder.")}
     model.load_state_dict({k: v.to(dtype) for k, v in weights.items()}, strict=True)
     model.to(dtype).eval()
-    return Checkpoint(model, config, load_tokenizer(directory), directory, read_meta(directory), head)
+    meta = read_meta(directory)
+    if "labels" not in meta and head in ("classify", "tag") and isinstance(hf_config.get("id2label"), dict):
+        meta["labels"] = [hf_config["id2label"][str(i)] for i in range(len(hf_config["id2label"]))]
+    return Checkpoint(model, config, load_tokenizer(directory), directory, meta, head)
 
 
 def nlpforge_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -203,11 +214,15 @@ def save_checkpoint(
     head: str,
     meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the checkpoint directory (HF layout + ``nlpforge.json`` when ``meta`` is given)."""
-    hf_weights = nlpforge_to_hf(nlpforge_state_dict(model), config)
+    """Write the checkpoint directory (HF layout + ``nlpforge.json`` when ``meta`` is given).
+
+    Classification and tagging heads take their label names from ``meta["labels"]``.
+    """
+    hf_weights = nlpforge_to_hf(nlpforge_state_dict(model), config, head)
+    labels = (meta or {}).get("labels") if head in ("classify", "tag") else None
 
     def write(tmp: Path) -> None:
-        hf_config = config_to_hf(config, head)
+        hf_config = config_to_hf(config, head, labels)
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
         save_hf_weights(hf_weights, tmp / WEIGHTS_FILE)
         if tokenizer is not None:

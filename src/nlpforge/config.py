@@ -53,6 +53,7 @@ class ModelConfig:
     eos_token_id: int | None = None
     has_pooler: bool = True  # encoder only: BERT's tanh pooler over the first token
     tie_word_embeddings: bool = True
+    num_labels: int = 2  # outputs of a classification or tagging head
     # Derived, never set by hand (kept in the dataclass so that asdict() shows them).
     family: str = field(default="", init=False)
     head_dim: int = field(default=0, init=False)
@@ -65,7 +66,7 @@ class ModelConfig:
                 f"{', '.join(SUPPORTED_MODEL_TYPES)}"
             )
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-                     "max_positions"):
+                     "max_positions", "num_labels"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"config field {name!r} must be a positive integer, got {value!r}")

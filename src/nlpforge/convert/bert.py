@@ -15,6 +15,7 @@ from nlpforge.config import ModelConfig
 from nlpforge.convert.keymap import Entry, check_keys, check_shapes, entry, expand, hf_to_ours, ours_to_hf
 from nlpforge.errors import ConversionError
 from nlpforge.models.bert import BertForMaskedLM
+from nlpforge.tasks import TASK_MODELS
 
 BASE_PREFIX = {"bert": "bert.", "roberta": "roberta.", "xlm-roberta": "roberta.", "distilbert": "distilbert."}
 
@@ -78,6 +79,27 @@ MLM_HEADS = {"bert": _BERT_MLM, "roberta": _ROBERTA_MLM, "xlm-roberta": _ROBERTA
              "distilbert": _DISTILBERT_MLM}
 
 
+def _linear(ours: str, hf: str) -> list[Entry]:
+    return [entry(f"{ours}.weight", f"{hf}.weight"), entry(f"{ours}.bias", f"{hf}.bias")]
+
+
+# Task heads (tasks/*.py), ours under "head.". BERT's sequence classifier is its pooler (dense +
+# tanh over [CLS]) followed by "classifier"; RoBERTa's is "classifier.dense" + "out_proj";
+# DistilBERT's "pre_classifier" (ReLU) + "classifier". All map to our head.dense + head.out.
+_ROBERTA_CLASSIFY = _linear("dense", "classifier.dense") + _linear("out", "classifier.out_proj")
+TASK_HEADS: dict[str, dict[str, list[Entry]]] = {
+    "classify": {
+        "bert": _linear("dense", "bert.pooler.dense") + _linear("out", "classifier"),
+        "roberta": _ROBERTA_CLASSIFY,
+        "xlm-roberta": _ROBERTA_CLASSIFY,
+        "distilbert": _linear("dense", "pre_classifier") + _linear("out", "classifier"),
+    },
+    "tag": dict.fromkeys(BASE_PREFIX, _linear("out", "classifier")),
+    "span_qa": dict.fromkeys(BASE_PREFIX, _linear("out", "qa_outputs")),
+}
+HEADS = ("base", "mlm", *TASK_HEADS)
+
+
 def encoder_entries(config: ModelConfig, hf_prefix: str) -> list[Entry]:
     """The encoder's key map for this config, HF keys with ``hf_prefix`` in front."""
     layers = DISTILBERT_LAYERS if config.model_type == "distilbert" else BERT_LAYERS
@@ -85,6 +107,25 @@ def encoder_entries(config: ModelConfig, hf_prefix: str) -> list[Entry]:
     if config.has_pooler:
         entries = entries + POOLER
     return expand(entries, config.num_layers, hf_prefix=hf_prefix, ours_prefix="encoder.")
+
+
+def head_entries(config: ModelConfig, head: str) -> tuple[list[Entry], dict[str, str]]:
+    """The head's key map (ours prefixed ``mlm.`` or ``head.``) and its tied HF aliases."""
+    if head == "base":
+        return [], {}
+    if head == "mlm":
+        entries, tied = MLM_HEADS[config.model_type]
+        return expand(entries, 0, ours_prefix="mlm."), tied
+    if head not in TASK_HEADS:
+        raise ConversionError(f"unknown head {head!r}; heads of the encoder family: {', '.join(HEADS)}")
+    return expand(TASK_HEADS[head][config.model_type], 0, ours_prefix="head."), {}
+
+
+def full_entries(config: ModelConfig, head: str, prefixed: bool) -> tuple[list[Entry], dict[str, str]]:
+    """Encoder + head key map. HF prefixes the encoder (``bert.``...) whenever a head is present."""
+    entries, tied = head_entries(config, head)
+    prefix = BASE_PREFIX[config.model_type] if prefixed else ""
+    return encoder_entries(config, prefix) + entries, tied
 
 
 def normalise_legacy_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -101,53 +142,55 @@ def normalise_legacy_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, t
     return renamed
 
 
-def hf_to_nlpforge(state_dict: Mapping[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
-    """HF encoder (optionally with its masked-LM head) -> our ``encoder.*`` / ``mlm.*`` names.
+def detect_head(state_dict: Mapping[str, torch.Tensor], config: ModelConfig) -> str:
+    """``mlm`` when the weights carry a masked-LM head, else ``base`` (task heads are named in
+    config.json's ``architectures``, since their keys alone are ambiguous)."""
+    mlm_keys = {k for e in MLM_HEADS[config.model_type][0] for k in e.hf}
+    return "mlm" if mlm_keys & set(state_dict) else "base"
 
-    Raises ConversionError naming any unknown, missing or mis-shaped key.
+
+def hf_to_nlpforge(
+    state_dict: Mapping[str, torch.Tensor], config: ModelConfig, head: str | None = None
+) -> dict[str, torch.Tensor]:
+    """HF encoder (+ head) -> our ``encoder.*`` / ``mlm.*`` / ``head.*`` names.
+
+    ``head=None`` detects a masked-LM head. Raises ConversionError naming any unknown, missing
+    or mis-shaped key.
     """
     state_dict = normalise_legacy_keys(state_dict)
-    prefix = BASE_PREFIX[config.model_type]
-    has_prefix = any(k.startswith(prefix) for k in state_dict)
-    entries = encoder_entries(config, prefix if has_prefix else "")
-    head_entries, tied = MLM_HEADS[config.model_type]
-    head_entries = expand(head_entries, config.num_layers, ours_prefix="mlm.")
-    has_head = any(k in state_dict for e in head_entries for k in e.hf)
-    if has_head:
-        entries = entries + head_entries
-    expected_hf = {k for e in entries for k in e.hf}
-    tied_present = {k: v for k, v in tied.items() if k in state_dict} if has_head else {}
+    head = head or detect_head(state_dict, config)
+    prefixed = any(k.startswith(BASE_PREFIX[config.model_type]) for k in state_dict)
+    entries, tied = full_entries(config, head, prefixed)
+    tied_present = {k: v for k, v in tied.items() if k in state_dict}
     what = f"{config.model_type} checkpoint"
-    check_keys(set(state_dict) - set(tied_present), expected_hf, what)
+    check_keys(set(state_dict) - set(tied_present), {k for e in entries for k in e.hf}, what)
     converted = hf_to_ours(state_dict, entries)
     for hf_key, ours_key in tied_present.items():
         if not torch.equal(state_dict[hf_key], converted[ours_key]):
             raise ConversionError(
                 f"{what}: {hf_key!r} is not tied to {ours_key!r} (untied output embeddings are not supported)"
             )
-    with torch.device("meta"):
-        reference = BertForMaskedLM(config)
-    expected = {k: v.shape for k, v in reference.state_dict().items()}
-    check_shapes(converted, expected, what)
+    check_shapes(converted, expected_shapes(config, head), what)
     return converted
 
 
-def nlpforge_to_hf(state_dict: Mapping[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
-    """Our names -> HF names: the bare-encoder layout, or the prefixed one when ``mlm.*`` is present.
+def expected_shapes(config: ModelConfig, head: str) -> dict[str, torch.Size]:
+    """Shapes of the weights of an encoder of this config with this head, under our names."""
+    with torch.device("meta"):
+        model = TASK_MODELS[head](config) if head in TASK_MODELS else BertForMaskedLM(config)
+        return {k: v.shape for k, v in model.state_dict().items()}
 
-    Tied HF keys (the MLM decoder) are emitted as the same tensor they are tied to, as in HF's
-    own ``state_dict()``; ``checkpoint.save_hf_weights`` stores them once.
+
+def nlpforge_to_hf(state_dict: Mapping[str, torch.Tensor], config: ModelConfig, head: str) -> dict[str, torch.Tensor]:
+    """Our names -> HF names, the exact inverse of ``hf_to_nlpforge``.
+
+    A bare encoder gets the unprefixed layout (as ``BertModel`` saves it), an encoder with a head
+    the prefixed one. Tied HF keys (the MLM decoder) are emitted as the same tensor they are tied
+    to, as in HF's own ``state_dict()``; ``checkpoint.save_hf_weights`` stores them once.
     """
-    has_head = any(k.startswith("mlm.") for k in state_dict)
-    entries = encoder_entries(config, BASE_PREFIX[config.model_type] if has_head else "")
-    expected = {e.ours for e in entries}
-    if has_head:
-        head_entries, tied = MLM_HEADS[config.model_type]
-        entries = entries + expand(head_entries, config.num_layers, ours_prefix="mlm.")
-        expected = {e.ours for e in entries}
-    check_keys(state_dict, expected, "nlpforge encoder")
+    entries, tied = full_entries(config, head, prefixed=head != "base")
+    check_keys(state_dict, {e.ours for e in entries}, "nlpforge encoder")
     converted = ours_to_hf(state_dict, entries)
-    if has_head:
-        for hf_key, ours_key in tied.items():
-            converted[hf_key] = state_dict[ours_key]
+    for hf_key, ours_key in tied.items():
+        converted[hf_key] = state_dict[ours_key]
     return converted

@@ -37,8 +37,12 @@ GPT2 = [
 ]
 
 
-def hf_to_nlpforge(state_dict: Mapping[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+def hf_to_nlpforge(
+    state_dict: Mapping[str, torch.Tensor], config: ModelConfig, head: str | None = None
+) -> dict[str, torch.Tensor]:
     """HF GPT2Model / GPT2LMHeadModel weights -> our ``GPT`` names; raises on any key mismatch."""
+    if head not in (None, "lm"):
+        raise ConversionError(f"the gpt family has only the 'lm' head, not {head!r}")
     what = f"{config.model_type} checkpoint"
     weights = {k: v for k, v in state_dict.items() if not k.endswith(IGNORED_BUFFER_SUFFIXES)}
     lm_head = weights.pop(LM_HEAD, None)
@@ -54,7 +58,9 @@ def hf_to_nlpforge(state_dict: Mapping[str, torch.Tensor], config: ModelConfig) 
     return converted
 
 
-def nlpforge_to_hf(state_dict: Mapping[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+def nlpforge_to_hf(
+    state_dict: Mapping[str, torch.Tensor], config: ModelConfig, head: str = "lm"
+) -> dict[str, torch.Tensor]:
     """Our ``GPT`` names -> ``GPT2LMHeadModel`` names (``lm_head.weight`` tied to ``wte``)."""
     entries = expand(GPT2, config.num_layers, hf_prefix=PREFIX)
     check_keys(state_dict, {e.ours for e in entries}, "nlpforge decoder")

@@ -45,13 +45,24 @@ FIXED = {
     "distilbert": {"type_vocab_size": 0, "layer_norm_eps": 1e-12, "has_pooler": False},
     "gpt2": {"type_vocab_size": 0, "has_pooler": False},
 }
+_ARCHITECTURE_PREFIX = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta", "distilbert": "DistilBert"}
+_HEAD_SUFFIX = {"base": "Model", "mlm": "ForMaskedLM", "classify": "ForSequenceClassification",
+                "tag": "ForTokenClassification", "span_qa": "ForQuestionAnswering"}
+# (model_type, head) -> the transformers class that loads such a checkpoint.
 ARCHITECTURES = {
-    ("bert", "base"): "BertModel", ("bert", "mlm"): "BertForMaskedLM",
-    ("roberta", "base"): "RobertaModel", ("roberta", "mlm"): "RobertaForMaskedLM",
-    ("xlm-roberta", "base"): "XLMRobertaModel", ("xlm-roberta", "mlm"): "XLMRobertaForMaskedLM",
-    ("distilbert", "base"): "DistilBertModel", ("distilbert", "mlm"): "DistilBertForMaskedLM",
+    **{(model_type, head): prefix + suffix
+       for model_type, prefix in _ARCHITECTURE_PREFIX.items() for head, suffix in _HEAD_SUFFIX.items()},
     ("gpt2", "lm"): "GPT2LMHeadModel",
 }
+HEAD_OF_ARCHITECTURE = {architecture: head for (_, head), architecture in ARCHITECTURES.items()}
+
+
+def head_from_hf(hf: dict[str, Any]) -> str | None:
+    """The head named by config.json's ``architectures`` (None when absent or not one of ours)."""
+    for architecture in hf.get("architectures") or []:
+        if architecture in HEAD_OF_ARCHITECTURE:
+            return HEAD_OF_ARCHITECTURE[architecture]
+    return None
 
 
 def read_hf_config(directory: Path) -> dict[str, Any]:
@@ -93,6 +104,8 @@ def config_from_hf(
     for ours, theirs in FIELD_MAPS[model_type].items():
         if hf.get(theirs) is not None or (ours.endswith("token_id") and theirs in hf):
             values[ours] = hf[theirs]
+    if isinstance(hf.get("id2label"), dict) and hf["id2label"]:
+        values["num_labels"] = len(hf["id2label"])
     if model_type == "gpt2" and "intermediate_size" not in values:
         values["intermediate_size"] = 4 * values["hidden_size"]  # n_inner = None means 4 x n_embd
     if weights is not None:
@@ -104,12 +117,18 @@ def config_from_hf(
         raise CheckpointError(f"{source}: {error}") from None
 
 
-def config_to_hf(config: ModelConfig, head: str) -> dict[str, Any]:
-    """ModelConfig -> a config.json that ``transformers.AutoConfig`` reads back to the same model."""
+def config_to_hf(config: ModelConfig, head: str, labels: list[str] | None = None) -> dict[str, Any]:
+    """ModelConfig -> a config.json that ``transformers.AutoConfig`` reads back to the same model.
+
+    ``labels`` (classification / tagging heads) become ``id2label`` / ``label2id``.
+    """
     hf: dict[str, Any] = {"model_type": config.model_type,
                           "architectures": [ARCHITECTURES[(config.model_type, head)]]}
     for ours, theirs in FIELD_MAPS[config.model_type].items():
         hf[theirs] = getattr(config, ours)
+    if labels is not None:
+        hf["id2label"] = dict(enumerate(labels))
+        hf["label2id"] = {label: i for i, label in enumerate(labels)}
     if config.model_type == "distilbert":
         hf["sinusoidal_pos_embds"] = False
     return hf

@@ -37,3 +37,24 @@ class CausalLMOutput:
     past_key_values: KVCache | None = None  # the cache after this step, when use_cache=True
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class TaskOutput:
+    """Classification (logits (B, C)) or tagging (logits (B, T, C)) output."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class SpanOutput:
+    """Extractive QA output: a start and an end score per token."""
+
+    start_logits: torch.Tensor  # (B, T)
+    end_logits: torch.Tensor  # (B, T)
+    loss: torch.Tensor | None = None  # mean of start and end cross-entropy
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
