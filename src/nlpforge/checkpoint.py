@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,22 +188,28 @@ def save_hf_weights(weights: dict[str, torch.Tensor], path: Path) -> None:
     save_file(unique, str(path), metadata={"format": "pt"})
 
 
-def write_directory_atomically(out_dir: Path, write: Any) -> Path:
-    """Call ``write(tmp_dir)``, then move tmp_dir to ``out_dir``, replacing any previous one."""
+def write_directory_atomically(out_dir: Path, write: Callable[[Path], None], last: str = META_FILE) -> Path:
+    """Call ``write(tmp_dir)`` on a sibling temporary directory, then rename each file into ``out_dir``.
+
+    Nothing in ``out_dir`` changes unless ``write`` succeeds; every file is then replaced by a
+    rename, so it is always whole. ``last`` is moved after the others: its presence and content
+    describe a complete write. Files of ``out_dir`` that ``write`` did not produce are kept (a
+    training run keeps its metrics log and resume state beside the best model).
+    """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         write(tmp)
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
+        staged = sorted((p for p in tmp.rglob("*") if p.is_file()), key=lambda p: p.name == last)
+        for path in staged:
+            target = out_dir / path.relative_to(tmp)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return out_dir
 
 

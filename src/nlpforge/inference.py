@@ -1,0 +1,26 @@
+"""Run a model over features in length-sorted batches; hand each feature its own slice back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from nlpforge.data.collate import collate, length_sorted_batches
+
+
+@torch.inference_mode()
+def forward_batches(
+    model: nn.Module, features: Sequence[dict[str, Any]], batch_size: int, pad_id: int
+) -> Iterator[tuple[list[int], Any]]:
+    """Yield (feature indices, model output) per batch; batches group features of similar length.
+
+    Targets (labels, positions) are not passed, so the model computes no loss.
+    """
+    model.eval()
+    for rows in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
+        batch = collate([features[i] for i in rows], pad_id)
+        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        yield rows, model(**inputs)

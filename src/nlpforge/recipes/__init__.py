@@ -1,0 +1,1 @@
+"""Training loops (one file per recipe). The library never imports them; the CLI does."""

@@ -1,0 +1,297 @@
+"""Fine-tune an encoder on a labelled file: the whole loop, in view.
+
+    for each optimizer step:  loss = task loss of the micro-batch / grad_accum; backward
+                              clip gradients; AdamW step; linear warmup + decay
+    every eval_every steps and at each epoch end: evaluate, keep the best checkpoint in OUT,
+                              stop early after `early_stopping` evaluations without improvement
+    every save_every steps:  write OUT/resume (model, optimizer, scheduler, RNG, data position)
+
+Multi-process data parallel: run under ``torchrun --nproc-per-node N``; each process takes
+1/N of every global batch and DDP averages the gradients (gloo on CPU), so the update equals
+the single-process one for the same global batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from nlpforge.checkpoint import load_checkpoint, save_checkpoint, write_directory_atomically
+from nlpforge.data.collate import collate
+from nlpforge.errors import ConfigError
+from nlpforge.tasks import task_model_from_encoder
+from nlpforge.tasks.runners import RUNNERS, DataOptions
+
+RESUME_DIR = "resume"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class FinetuneArgs:
+    """Everything a fine-tuning run reads; a YAML config holds the same names."""
+
+    task: str
+    model: str
+    train: str
+    out: str
+    eval: str | None = None
+    epochs: float = 3.0
+    batch_size: int = 32  # global examples per optimizer micro-step (split across processes)
+    grad_accum: int = 1
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    max_length: int = 128
+    eval_every: int = 0  # optimizer steps; 0 = at epoch ends only
+    save_every: int = 200  # optimizer steps between resume checkpoints
+    log_every: int = 20
+    early_stopping: int = 0  # evaluations without improvement before stopping; 0 = never
+    seed: int = 42
+    bf16: bool = False
+    class_weights: bool = False
+    resume: bool = False
+    max_train_examples: int = 0  # 0 = all
+    eval_batch_size: int = 64
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    progress: bool = True
+    data: DataOptions = dataclasses.field(default_factory=DataOptions)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, dict):
+            self.data = DataOptions(**self.data)
+        if self.task not in RUNNERS:
+            raise ConfigError(f"--task {self.task!r} is not one of {', '.join(RUNNERS)}")
+        for name in ("batch_size", "grad_accum", "max_length", "save_every", "log_every", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.epochs <= 0 or self.learning_rate <= 0:
+            raise ConfigError("--epochs and --learning-rate must be > 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and LayerNorm weights (1-d parameters)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def linear_schedule(warmup_steps: int, total_steps: int) -> Any:
+    """LR factor: 0 -> 1 over the warmup, then 1 -> 0 linearly at the last step."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The shuffled batches of one epoch; a pure function of (seed, epoch), so resume replays it."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(num_examples, generator=generator).tolist()
+    return [order[i : i + batch_size] for i in range(0, num_examples, batch_size)]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Run:
+    """Process-group facts: rank 0 evaluates, saves and logs; every rank trains."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, rows: list[int]) -> list[int]:
+        return rows[self.rank :: self.world]
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def broadcast_flag(self, flag: bool) -> bool:
+        if self.world == 1:
+            return flag
+        value = torch.tensor([int(flag)])
+        dist.broadcast(value, src=0)
+        return bool(value.item())
+
+
+def finetune(args: FinetuneArgs) -> dict[str, Any]:
+    """Train, evaluate, keep the best checkpoint in ``args.out``; returns the run's summary."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run = Run()
+    runner = RUNNERS[args.task]
+    out = Path(args.out)
+    seed_everything(args.seed)
+
+    base = load_checkpoint(args.model)
+    if base.tokenizer is None:
+        raise ConfigError(f"{args.model}: has no tokenizer files; fine-tuning needs the checkpoint's tokenizer")
+    train_examples = runner.read(args.train, args.data)
+    if args.max_train_examples:
+        train_examples = train_examples[: args.max_train_examples]
+    labels = runner.label_names(train_examples, base.meta.get("labels") if base.head == args.task else None)
+    eval_examples = runner.read(args.eval, args.data) if args.eval else None
+    if eval_examples is not None:
+        runner.check(eval_examples, labels, args.eval)
+    features = runner.encode(base.tokenizer, train_examples, labels, args.max_length, args.data)
+
+    if base.head == args.task:  # continue training a model of this task
+        model = base.model
+    else:
+        encoder = base.model if base.head == "base" else load_checkpoint(args.model, head="base").model
+        model = task_model_from_encoder(encoder, args.task, len(labels) if labels else 2)
+    model.train()
+    class_weights = None
+    if args.class_weights and labels:
+        class_weights = runner.class_weights([f["labels"] for f in features], len(labels))
+    trained = nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
+
+    steps_per_epoch = math.ceil(math.ceil(len(features) / args.batch_size) / args.grad_accum)
+    total_steps = max(1, math.ceil(steps_per_epoch * args.epochs))
+    optimizer = torch.optim.AdamW(parameter_groups(model, args.weight_decay), lr=args.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, linear_schedule(int(args.warmup_ratio * total_steps), total_steps)
+    )
+    state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None, "stale": 0, "evaluated_step": -1}
+    if args.resume and (out / RESUME_DIR / "state.json").is_file():
+        state = load_resume(out / RESUME_DIR, model, optimizer, scheduler)
+    meta = {"task": args.task, "labels": labels, "max_length": args.max_length, "stage": "finetune",
+            "base_model": args.model, "data": dataclasses.asdict(args.data)}
+
+    def evaluate_and_keep_best() -> bool:
+        """Evaluate on rank 0; save when better; returns whether to stop early (all ranks)."""
+        stop = False
+        state["evaluated_step"] = state["step"]
+        if run.main:
+            metrics = runner.evaluate(model, base.tokenizer, eval_examples, labels, args.max_length,
+                                      args.eval_batch_size, args.data)
+            log_line(out, {"step": state["step"], "epoch": state["epoch"], "eval": metrics})
+            value = metrics[runner.metric]
+            if state["best"] is None or value > state["best"]:
+                state.update(best=value, best_step=state["step"], stale=0)
+                save_checkpoint(out, model, model.config, base.tokenizer, args.task,
+                                {**meta, "metrics": metrics, "step": state["step"]})
+            else:
+                state["stale"] += 1
+            stop = bool(args.early_stopping) and state["stale"] >= args.early_stopping
+            model.train()
+        return run.broadcast_flag(stop)
+
+    bar = tqdm(total=total_steps, initial=state["step"], desc=f"train {args.task}", unit="step",
+               disable=not (args.progress and run.main), dynamic_ncols=True)
+    window = {"loss": 0.0, "micro": 0, "examples": 0, "tokens": 0, "start": time.perf_counter()}
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
+    stopped = False
+    while state["step"] < total_steps and not stopped:
+        batches = epoch_batches(len(features), args.batch_size, args.seed, state["epoch"])
+        for index in range(state["batch"], len(batches)):
+            batch = collate([features[i] for i in run.shard(batches[index])], base.tokenizer.pad_token_id)
+            with autocast:
+                output = trained(**runner.model_inputs(batch))
+                loss = runner.loss(output, batch, class_weights) / args.grad_accum
+            loss.backward()
+            window["loss"] += loss.item()
+            window["micro"] += 1
+            window["examples"] += len(batches[index])
+            window["tokens"] += int(batch["attention_mask"].sum()) * run.world
+            state["batch"] = index + 1
+            if state["batch"] % args.grad_accum and state["batch"] < len(batches):
+                continue
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
+            bar.update(1)
+            if state["step"] % args.log_every == 0 or state["step"] == total_steps:
+                record = flush_window(window, state, scheduler.get_last_lr()[0], args.grad_accum)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
+                if run.main:
+                    log_line(out, record)
+            if eval_examples is not None and args.eval_every and state["step"] % args.eval_every == 0:
+                stopped = evaluate_and_keep_best()
+            if state["step"] % args.save_every == 0 and run.main:
+                save_resume(out / RESUME_DIR, model, optimizer, scheduler, state)
+            if stopped or state["step"] >= total_steps:
+                break
+        if state["batch"] >= len(batches):  # the epoch ran to its end
+            state.update(epoch=state["epoch"] + 1, batch=0)
+            if eval_examples is not None and not stopped:
+                stopped = evaluate_and_keep_best()
+    if eval_examples is not None and not stopped and state["evaluated_step"] != state["step"]:
+        evaluate_and_keep_best()  # a fractional last epoch ends between evaluations
+    bar.close()
+    if eval_examples is None and run.main:  # nothing to choose a best by: keep the last model
+        save_checkpoint(out, model, model.config, base.tokenizer, args.task, {**meta, "step": state["step"]})
+    if run.main:
+        save_resume(out / RESUME_DIR, model, optimizer, scheduler, state)
+    run.barrier()
+    return {"out": str(out), "steps": state["step"], "best": state["best"], "best_step": state["best_step"],
+            "metric": runner.metric}
+
+
+def flush_window(window: dict[str, Any], state: dict[str, Any], lr: float, grad_accum: int) -> dict[str, Any]:
+    """The log record of the steps since the last one; resets the window."""
+    seconds = max(time.perf_counter() - window["start"], 1e-9)
+    record = {"step": state["step"], "epoch": state["epoch"],
+              "loss": window["loss"] * grad_accum / max(window["micro"], 1), "lr": lr,
+              "examples_per_s": window["examples"] / seconds, "tokens_per_s": window["tokens"] / seconds}
+    window.update(loss=0.0, micro=0, examples=0, tokens=0, start=time.perf_counter())
+    return record
+
+
+def log_line(out: Path, record: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / METRICS_FILE, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def save_resume(directory: Path, model: nn.Module, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
+    """Everything needed to continue exactly where the run is; state.json is written last."""
+
+    def write(tmp: Path) -> None:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps(state) + "\n", encoding="utf-8")
+
+    write_directory_atomically(directory, write, last="state.json")
+
+
+def load_resume(directory: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
+    saved = torch.load(directory / "optimizer.pt", weights_only=True)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["torch_rng"])
+    return json.loads((directory / "state.json").read_text(encoding="utf-8"))

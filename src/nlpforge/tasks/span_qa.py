@@ -1,0 +1,303 @@
+"""Extractive question answering: sliding context windows, answer spans from start/end logits, SQuAD and CMRC metrics.
+
+A context longer than the window is cut into overlapping windows (features) of at most
+``max_length`` tokens, each holding the whole question; consecutive windows share ``doc_stride``
+tokens. Training marks the answer's first and last token in each window that holds all of it and
+points at token 0 ([CLS] / <s>) in the others, as the Hugging Face ``run_qa`` example does.
+Decoding scores (start, end) pairs of the highest-scoring context tokens of every window as
+start logit + end logit and maps the best back to characters of the context through the
+tokenizer's offsets.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+from nlpforge.errors import ConfigError
+
+# The punctuation that cmrc2018_evaluate.py (v5) removes, copied character for character. Its
+# list also holds "……" (two characters), which never equals the single characters it is compared
+# with, so "…" is kept; "‘", ",", ".", "?", "!" and "(" are not in the list and are kept too.
+CMRC_PUNCTUATION = frozenset(
+    "-:_*^/\\~`+="
+    "，。：？！“”；’《》·、"
+    "「」（）－～『』"
+)
+_CJK_CHAR = re.compile(r"[\u4e00-\u9fa5]")  # the official script's test for a Chinese character
+# Stands in for nltk.word_tokenize on the non-Chinese runs: words (with inner . or , as in 3.5 and
+# 1,000) and each other symbol on its own.
+_MIXED_TOKEN = re.compile(r"\w+(?:[.,]\w+)*|\S")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+# ---------------------------------------------------------------------------------------------
+# Preprocessing
+# ---------------------------------------------------------------------------------------------
+
+
+def prepare_features(
+    tokenizer: PreTrainedTokenizerBase,
+    questions: Sequence[str],
+    contexts: Sequence[str],
+    max_length: int = 384,
+    doc_stride: int = 128,
+    answers: Sequence[tuple[str, int]] | None = None,
+) -> list[dict]:
+    """Question + context windows, one dict per window (feature), several per long context.
+
+    Each feature has ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the tokenizer
+    makes them), ``example_index`` (into ``questions``), ``offsets`` (the (start, end) characters
+    in the context of each token, None for question and special tokens) and, with ``answers``
+    (one ``(text, start character)`` per example), ``start_positions`` / ``end_positions``:
+    the first and last token of the answer, or both 0 when the window does not hold all of it.
+    Lists are unpadded. Assumes a right-padding tokenizer (question first, then context), as
+    BERT, RoBERTa/XLM-R and their kin are.
+    """
+    if not tokenizer.is_fast:
+        raise ConfigError(f"{type(tokenizer).__name__} is not a fast tokenizer; QA needs its offset mapping")
+    if not 0 <= doc_stride < max_length:
+        raise ConfigError(f"doc stride must be >= 0 and below max length ({max_length}), got {doc_stride}")
+    encoding = tokenizer(
+        [question.lstrip() for question in questions],  # leading spaces would only take window room
+        list(contexts),
+        truncation="only_second",
+        max_length=max_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding=False,
+    )
+    features = []
+    for index, example_index in enumerate(encoding["overflow_to_sample_mapping"]):
+        sequence_ids = encoding.sequence_ids(index)  # 0 question, 1 context, None special
+        offsets = [
+            tuple(span) if sequence == 1 else None
+            for span, sequence in zip(encoding["offset_mapping"][index], sequence_ids, strict=True)
+        ]
+        feature = {name: encoding[name][index] for name in ("input_ids", "attention_mask", "token_type_ids")
+                   if name in encoding}
+        feature["example_index"] = example_index
+        feature["offsets"] = offsets
+        if answers is not None:
+            text, start_char = answers[example_index]
+            feature["start_positions"], feature["end_positions"] = answer_positions(
+                offsets, start_char, start_char + len(text)
+            )
+        features.append(feature)
+    return features
+
+
+def answer_positions(offsets: Sequence[tuple[int, int] | None], start_char: int, end_char: int) -> tuple[int, int]:
+    """First and last token of the characters [start_char, end_char) in one window, or (0, 0).
+
+    The first token is the last context token starting at or before ``start_char``, the last
+    token the first one from there ending at or after ``end_char``; (0, 0) when the window's
+    context does not cover the whole answer.
+    """
+    context = [i for i, span in enumerate(offsets) if span is not None]
+    if not context or offsets[context[0]][0] > start_char or offsets[context[-1]][1] < end_char:
+        return 0, 0
+    start = max(i for i in context if offsets[i][0] <= start_char)
+    end = min(i for i in context if i >= start and offsets[i][1] >= end_char)
+    return start, end
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------
+
+
+def best_spans(
+    start_logits: Sequence[float] | np.ndarray,
+    end_logits: Sequence[float] | np.ndarray,
+    offsets: Sequence[tuple[int, int] | None],
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> list[tuple[float, int, int]]:
+    """The ``n_best`` best (score, char start, char end) answer spans of one feature, best first.
+
+    Candidates pair the ``n_best`` context tokens with the highest start logits with the
+    ``n_best`` with the highest end logits (question and special tokens, whose offsets are None,
+    never take a place), keeping start <= end and at most ``max_answer_length`` tokens.
+    Score = start logit + end logit. Logits may be padded beyond ``len(offsets)``; that part is
+    never used. The same character span reached from different tokens is kept once, at its best.
+    """
+    context = np.array([span is not None for span in offsets], dtype=bool)  # (T,)
+    start_logits = np.asarray(start_logits, dtype=np.float64)[: len(offsets)]  # (T,)
+    end_logits = np.asarray(end_logits, dtype=np.float64)[: len(offsets)]  # (T,)
+    k = min(n_best, int(context.sum()))
+    top_starts = np.argsort(np.where(context, -start_logits, np.inf), kind="stable")[:k]  # best first
+    top_ends = np.argsort(np.where(context, -end_logits, np.inf), kind="stable")[:k]
+    spans: dict[tuple[int, int], float] = {}
+    for start in top_starts:
+        for end in top_ends:
+            if end < start or end - start + 1 > max_answer_length:
+                continue
+            span = (offsets[start][0], offsets[end][1])
+            score = float(start_logits[start] + end_logits[end])
+            spans[span] = max(score, spans.get(span, score))
+    ranked = sorted(spans.items(), key=lambda item: item[1], reverse=True)[:n_best]
+    return [(score, start, end) for (start, end), score in ranked]
+
+
+def decode_answers(
+    features: Sequence[dict],
+    all_start_logits: Sequence[Sequence[float]] | np.ndarray,
+    all_end_logits: Sequence[Sequence[float]] | np.ndarray,
+    contexts: Sequence[str],
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> list[dict]:
+    """One ``{"answer", "score", "probability", "start", "end"}`` per context, from all its windows.
+
+    The windows of an example pool their ``best_spans`` (a span found in several windows keeps
+    its best score); the top ``n_best`` pooled spans are ranked by score = start + end logit, and
+    ``probability`` is the best one's softmax over those ``n_best`` scores. An example without any
+    valid span gets answer "" and None for score, probability, start and end.
+    """
+    pooled: list[dict[tuple[int, int], float]] = [{} for _ in contexts]
+    for feature, start_logits, end_logits in zip(features, all_start_logits, all_end_logits, strict=True):
+        spans = pooled[feature["example_index"]]
+        for score, start, end in best_spans(start_logits, end_logits, feature["offsets"], n_best, max_answer_length):
+            spans[(start, end)] = max(score, spans.get((start, end), score))
+    answers = []
+    for context, spans in zip(contexts, pooled, strict=True):
+        if not spans:
+            answers.append({"answer": "", "score": None, "probability": None, "start": None, "end": None})
+            continue
+        ranked = sorted(spans.items(), key=lambda item: item[1], reverse=True)[:n_best]
+        scores = np.array([score for _, score in ranked])  # (K,)
+        probabilities = np.exp(scores - scores.max())
+        (start, end), score = ranked[0]
+        answers.append({
+            "answer": context[start:end],
+            "score": score,
+            "probability": float(probabilities[0] / probabilities.sum()),
+            "start": start,
+            "end": end,
+        })
+    return answers
+
+
+# ---------------------------------------------------------------------------------------------
+# Metric
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_references(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> None:
+    """Raise ValueError unless there is one non-empty list of gold answers per prediction."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists")
+    for index, golds in enumerate(references):
+        if not golds:
+            raise ValueError(f"example {index} has no reference answer")
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD v1.1 normalisation: lower case, drop ASCII punctuation, drop a/an/the, collapse whitespace."""
+    text = "".join(char for char in text.lower() if char not in string.punctuation)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def squad_f1(prediction: str, gold: str) -> float:
+    """SQuAD v1.1 token F1 (0-1) of one prediction against one gold answer, on normalised words."""
+    prediction_tokens, gold_tokens = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    same = sum((Counter(prediction_tokens) & Counter(gold_tokens)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(prediction_tokens), same / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_em_f1(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict:
+    """``{"exact_match", "f1", "total"}`` as the official SQuAD v1.1 evaluate script computes them.
+
+    Per question the best over its gold answers of exact match and token F1 after
+    ``normalize_answer``; the means over questions as percentages (0-100).
+    """
+    _check_references(predictions, references)
+    if not predictions:
+        return {"exact_match": 0.0, "f1": 0.0, "total": 0}
+    exact = sum(max(float(normalize_answer(p) == normalize_answer(g)) for g in golds)
+                for p, golds in zip(predictions, references, strict=True))
+    f1 = sum(max(squad_f1(p, g) for g in golds) for p, golds in zip(predictions, references, strict=True))
+    return {"exact_match": 100.0 * exact / len(predictions), "f1": 100.0 * f1 / len(predictions),
+            "total": len(predictions)}
+
+
+def cmrc_segments(text: str) -> list[str]:
+    """The official CMRC 2018 ``mixed_segmentation(text, rm_punc=True)``.
+
+    Lower-cased and stripped; the characters of ``CMRC_PUNCTUATION`` are dropped (without ending
+    the run they sit in, so "covid-19" stays one token); each Chinese character is a segment; the
+    runs between them are tokenised like English (``nltk.word_tokenize`` there, a regex here:
+    whitespace-separated words, with symbols such as "(" "," "%" split off, "3.5" kept whole).
+    """
+    segments = []
+    run = ""
+    for char in text.lower().strip():
+        if char in CMRC_PUNCTUATION:
+            continue
+        if _CJK_CHAR.match(char):
+            segments.extend(_MIXED_TOKEN.findall(run))
+            run = ""
+            segments.append(char)
+        else:
+            run += char
+    segments.extend(_MIXED_TOKEN.findall(run))
+    return segments
+
+
+def longest_common_run(first: Sequence[str], second: Sequence[str]) -> int:
+    """Length of the longest contiguous run of segments found in both (the official ``find_lcs``)."""
+    best = 0
+    previous = [0] * (len(second) + 1)
+    for a in first:
+        current = [0] * (len(second) + 1)
+        for j, b in enumerate(second):
+            if a == b:
+                current[j + 1] = previous[j] + 1
+                best = max(best, current[j + 1])
+        previous = current
+    return best
+
+
+def cmrc_f1(prediction: str, gold: str) -> float:
+    """CMRC 2018 F1 (0-1): longest common run of segments over the prediction's and the gold's lengths."""
+    prediction_segments, gold_segments = cmrc_segments(prediction), cmrc_segments(gold)
+    common = longest_common_run(gold_segments, prediction_segments)
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(prediction_segments), common / len(gold_segments)
+    return 2 * precision * recall / (precision + recall)
+
+
+def cmrc_normalize(text: str) -> str:
+    """The official CMRC 2018 ``remove_punctuation``: lower case, strip, drop ``CMRC_PUNCTUATION``."""
+    return "".join(char for char in text.lower().strip() if char not in CMRC_PUNCTUATION)
+
+
+def cmrc_em_f1(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict:
+    """``{"exact_match", "f1", "average", "total"}`` as the official cmrc2018_evaluate.py (v5) computes them.
+
+    Reproduced: EM compares ``cmrc_normalize`` of prediction and gold (inner whitespace counts;
+    ASCII punctuation other than ``-:_*^/\\~`+=`` counts); F1 is ``cmrc_f1`` on ``cmrc_segments``
+    (Chinese characters one by one, other runs as words); both take the best gold answer and are
+    averaged over questions as percentages (0-100); "average" is (EM + F1) / 2, the leaderboard's
+    number. Differs only where nltk's tokenizer would split a non-Chinese run otherwise than the
+    regex (contractions such as "don't", abbreviations such as "u.s." inside a sentence).
+    """
+    _check_references(predictions, references)
+    if not predictions:
+        return {"exact_match": 0.0, "f1": 0.0, "average": 0.0, "total": 0}
+    exact = sum(max(float(cmrc_normalize(p) == cmrc_normalize(g)) for g in golds)
+                for p, golds in zip(predictions, references, strict=True))
+    f1 = sum(max(cmrc_f1(p, g) for g in golds) for p, golds in zip(predictions, references, strict=True))
+    exact, f1 = 100.0 * exact / len(predictions), 100.0 * f1 / len(predictions)
+    return {"exact_match": exact, "f1": f1, "average": (exact + f1) / 2, "total": len(predictions)}
