@@ -64,12 +64,20 @@ def tiny_vocab(tmp_path: Path) -> Path:
     return path
 
 
+def tiny_tokenizer(vocab_file: Path) -> transformers.PreTrainedTokenizerBase:
+    """A fast WordPiece tokenizer over vocab.txt (transformers 5 wants the vocabulary as a dict)."""
+    words = vocab_file.read_text(encoding="utf-8").split()
+    tokenizer = transformers.BertTokenizerFast(vocab={word: i for i, word in enumerate(words)})
+    assert tokenizer("a b")["input_ids"] == [2, 5, 6, 3]  # [CLS] a b [SEP]: no word falls to [UNK]
+    return tokenizer
+
+
 @pytest.fixture
 def tiny_bert_dir(tmp_path: Path, tiny_vocab: Path) -> Path:
     """A saved tiny BertModel checkpoint directory with a WordPiece tokenizer."""
     out = tmp_path / "tiny-bert"
     tiny_hf_model("BertModel").save_pretrained(out)
-    transformers.BertTokenizerFast(vocab_file=str(tiny_vocab)).save_pretrained(out)
+    tiny_tokenizer(tiny_vocab).save_pretrained(out)
     return out
 
 

@@ -15,7 +15,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from nlpforge.errors import InputDataError, NlpforgeError
+from nlpforge.errors import ConfigError, InputDataError, NlpforgeError
 
 app = typer.Typer(
     name="nlpforge",
@@ -111,6 +111,259 @@ def embed(
         np.save(handle, vectors)
     os.replace(tmp, output)
     typer.echo(f"wrote {output}: {vectors.shape[0]} x {vectors.shape[1]} ({pooling.value} pooling)")
+
+
+class TaskName(str, Enum):
+    classify = "classify"
+    tag = "tag"
+    span_qa = "span_qa"
+
+
+def _column(value: str | None) -> str | int | None:
+    """A column given on the command line: digits select by index, anything else by header name."""
+    return int(value) if value is not None and value.isdigit() else value
+
+
+def _articles(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    start, _, stop = value.partition(":")
+    if not (start.isdigit() and stop.isdigit()):
+        raise ConfigError(f"--articles {value!r}: expected START:STOP, e.g. 0:38")
+    return [int(start), int(stop)]
+
+
+def _data_flags(**flags: object) -> dict[str, object]:
+    """The data-reading flags that were given (None = not given)."""
+    converted = {
+        "text_column": _column(flags["text_column"]), "text_pair_column": _column(flags["text_pair_column"]),
+        "label_column": _column(flags["label_column"]), "encoding": flags["encoding"],
+        "token_column": flags["token_column"], "tag_column": flags["tag_column"],
+        "articles": _articles(flags["articles"]), "doc_stride": flags["doc_stride"],
+        "max_answer_length": flags["max_answer_length"],
+    }
+    return {k: v for k, v in converted.items() if v is not None}
+
+
+TextColumn = Annotated[str | None, typer.Option(help="Text column: header name or 0-based index.")]
+PairColumn = Annotated[str | None, typer.Option(help="Second text column (sentence pairs).")]
+LabelColumn = Annotated[str | None, typer.Option(help="Label column: header name or 0-based index.")]
+Encoding = Annotated[str | None, typer.Option(help="File encoding, e.g. gb18030 (default utf-8).")]
+TokenColumn = Annotated[int | None, typer.Option(help="CoNLL token column (default 0).")]
+TagColumn = Annotated[int | None, typer.Option(help="CoNLL tag column (default -1, the last).")]
+Articles = Annotated[str | None, typer.Option(help="SQuAD JSON: keep articles START:STOP, e.g. 0:38.")]
+DocStride = Annotated[int | None, typer.Option(help="span_qa: tokens of overlap between context windows.")]
+MaxAnswer = Annotated[int | None, typer.Option(help="span_qa: longest answer in tokens (default 30; 100 for Chinese).")]
+
+
+@app.command()
+def train(
+    task: Annotated[TaskName | None, typer.Option(help="classify, tag or span_qa.")] = None,
+    model: Annotated[str | None, typer.Option(help="Checkpoint to start from (directory or hub name).")] = None,
+    train: Annotated[str | None, typer.Option("--train", help="Training file.")] = None,
+    eval: Annotated[str | None, typer.Option("--eval", help="Evaluation file (keeps the best checkpoint).")] = None,
+    out: Annotated[str | None, typer.Option(help="Output directory: best checkpoint, metrics.jsonl, resume/.")]
+    = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file with any of these options; flags override it.")]
+    = None,
+    epochs: Annotated[float | None, typer.Option(help="Epochs (fractions allowed). Default 3.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per micro-batch (all processes). Default 32.")]
+    = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step. Default 1.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak AdamW learning rate. Default 5e-5.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Default 0.01 (none on biases/LayerNorm).")] = None,
+    warmup_ratio: Annotated[float | None, typer.Option(help="Share of steps warming up. Default 0.1.")] = None,
+    max_grad_norm: Annotated[float | None, typer.Option(help="Gradient clipping norm. Default 1.0.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Tokens per example. Default 128.")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps (0: epoch ends).")] = None,
+    save_every: Annotated[int | None, typer.Option(help="Write resume state every N steps. Default 200.")] = None,
+    early_stopping: Annotated[int | None, typer.Option(help="Stop after N evaluations without gain.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed. Default 42.")] = None,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 autocast.")] = None,
+    class_weights: Annotated[bool | None, typer.Option("--class-weights/--no-class-weights",
+                                                       help="Weight classes by inverse frequency.")] = None,
+    resume: Annotated[bool | None, typer.Option("--resume/--no-resume", help="Continue from OUT/resume.")] = None,
+    max_train_examples: Annotated[int | None, typer.Option(help="Use only the first N examples.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads (0: default).")] = None,
+    text_column: TextColumn = None,
+    text_pair_column: PairColumn = None,
+    label_column: LabelColumn = None,
+    encoding: Encoding = None,
+    token_column: TokenColumn = None,
+    tag_column: TagColumn = None,
+    articles: Articles = None,
+    doc_stride: DocStride = None,
+    max_answer_length: MaxAnswer = None,
+) -> None:
+    """Fine-tune a checkpoint on a labelled file; the best checkpoint goes to --out."""
+    from nlpforge.recipes.finetune import FinetuneArgs, finetune
+
+    values: dict[str, object] = {}
+    if config is not None:
+        values = _read_yaml(config)
+    flags = dict(task=task.value if task else None, model=model, train=train, eval=eval, out=out, epochs=epochs,
+                 batch_size=batch_size, grad_accum=grad_accum, learning_rate=learning_rate,
+                 weight_decay=weight_decay, warmup_ratio=warmup_ratio, max_grad_norm=max_grad_norm,
+                 max_length=max_length, eval_every=eval_every, save_every=save_every,
+                 early_stopping=early_stopping, seed=seed, bf16=bf16, class_weights=class_weights, resume=resume,
+                 max_train_examples=max_train_examples, threads=threads)
+    values.update({k: v for k, v in flags.items() if v is not None})
+    data = dict(values.pop("data", None) or {})
+    data.update(_data_flags(text_column=text_column, text_pair_column=text_pair_column,
+                            label_column=label_column, encoding=encoding, token_column=token_column,
+                            tag_column=tag_column, articles=articles, doc_stride=doc_stride,
+                            max_answer_length=max_answer_length))
+    missing = [name for name in ("task", "model", "train", "out") if not values.get(name)]
+    if missing:
+        raise ConfigError(f"missing {', '.join('--' + m for m in missing)} (as flags or in --config)")
+    try:
+        args = FinetuneArgs(**values, data=data)
+    except TypeError as error:
+        raise ConfigError(f"{config}: {error}") from None
+    summary = finetune(args)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def _read_yaml(path: Path) -> dict[str, object]:
+    import yaml
+
+    from nlpforge.data.text import read_text
+
+    try:
+        values = yaml.safe_load(read_text(path)) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of option names to values")
+    return {k.replace("-", "_"): v for k, v in values.items()}
+
+
+def _load_task_checkpoint(checkpoint: str):
+    from nlpforge.checkpoint import load_checkpoint
+    from nlpforge.tasks.runners import RUNNERS, DataOptions
+
+    loaded = load_checkpoint(checkpoint)
+    task = loaded.meta.get("task") or loaded.head
+    if task not in RUNNERS:
+        raise ConfigError(f"{checkpoint}: is not a fine-tuned task model (head {loaded.head!r}); "
+                          "train one with `nlpforge train`")
+    if loaded.tokenizer is None:
+        raise ConfigError(f"{checkpoint}: has no tokenizer files")
+    return loaded, RUNNERS[task], DataOptions(**(loaded.meta.get("data") or {}))
+
+
+@app.command("eval")
+def evaluate(
+    checkpoint: Annotated[str, typer.Argument(help="Fine-tuned checkpoint directory.")],
+    data: Annotated[str, typer.Option("--data", help="Labelled file in the training file's format.")],
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    max_length: Annotated[int | None, typer.Option(help="Default: the length the model was trained with.")] = None,
+    text_column: TextColumn = None,
+    text_pair_column: PairColumn = None,
+    label_column: LabelColumn = None,
+    encoding: Encoding = None,
+    token_column: TokenColumn = None,
+    tag_column: TagColumn = None,
+    articles: Articles = None,
+    doc_stride: DocStride = None,
+    max_answer_length: MaxAnswer = None,
+) -> None:
+    """Evaluate a fine-tuned checkpoint on a labelled file; prints JSON metrics."""
+    import dataclasses
+
+    loaded, runner, options = _load_task_checkpoint(checkpoint)
+    options = dataclasses.replace(options, **_data_flags(
+        text_column=text_column, text_pair_column=text_pair_column, label_column=label_column, encoding=encoding,
+        token_column=token_column, tag_column=tag_column, articles=articles, doc_stride=doc_stride,
+        max_answer_length=max_answer_length))
+    labels = loaded.meta.get("labels")
+    examples = runner.read(data, options)
+    runner.check(examples, labels, data)
+    length = max_length or loaded.meta.get("max_length", 128)
+    metrics = runner.evaluate(loaded.model, loaded.tokenizer, examples, labels, length, batch_size, options)
+    typer.echo(json.dumps({"checkpoint": str(loaded.path), "data": data, **metrics}, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def predict(
+    checkpoint: Annotated[str, typer.Argument(help="Fine-tuned checkpoint directory.")],
+    input: Annotated[str, typer.Option("--input", help="One input per line (text, or a JSON object); - = stdin.")],
+    output: Annotated[Path | None, typer.Option(help="JSONL file to write (default: stdout).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    encoding: Annotated[str, typer.Option(help="Input encoding.")] = "utf-8",
+) -> None:
+    """Predict: classify -> label + scores; tag -> entities with offsets; span_qa -> answer + score.
+
+    Lines that start with '{' are JSON objects: {"text", "text_pair"} (classify), {"text"} (tag),
+    {"question", "context"} (span_qa); other lines are plain text.
+    """
+    from nlpforge.data.text import read_lines
+
+    loaded, runner, options = _load_task_checkpoint(checkpoint)
+    if input == "-":
+        lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
+        source = "<stdin>"
+        if not lines:
+            raise InputDataError("<stdin>: no input lines")
+    else:
+        lines, source = read_lines(input, encoding), input
+    inputs = []
+    for number, line in enumerate(lines, start=1):
+        where = f"{source}:{number}"
+        record: object = line
+        if line.lstrip().startswith("{"):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise InputDataError(f"{where}: not valid JSON ({error.msg})") from None
+        inputs.append(runner.parse_input(record, where))
+    predictions = runner.predict(loaded.model, loaded.tokenizer, inputs, loaded.meta.get("labels"),
+                                 loaded.meta.get("max_length", 128), batch_size, options)
+    text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, output)
+
+
+@app.command()
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Where to write the fine-tuned model.")] = Path("quickstart-model"),
+    epochs: Annotated[float, typer.Option(help="Epochs over the 4,000-sentence sample.")] = 2.0,
+    threads: Annotated[int, typer.Option(help="Torch CPU threads (0: default).")] = 0,
+) -> None:
+    """Fine-tune the packaged all-MiniLM-L6-v2 on an SST-2 sentiment sample and evaluate it (offline)."""
+    import time
+    from importlib.resources import files
+
+    from nlpforge.recipes.finetune import FinetuneArgs, finetune
+
+    data_dir = files("nlpforge") / "quickstart_data"
+    train_file, dev_file = str(data_dir / "sst2_train_4k.tsv"), str(data_dir / "sst2_dev.tsv")
+    typer.echo("Fine-tuning all-MiniLM-L6-v2 on 4,000 SST-2 sentences, evaluating on SST-2 dev (872)...")
+    start = time.perf_counter()
+    summary = finetune(FinetuneArgs(
+        task="classify", model="sentence-transformers/all-MiniLM-L6-v2", train=train_file, eval=dev_file,
+        out=str(out), epochs=epochs, batch_size=32, learning_rate=1e-4, max_length=64, warmup_ratio=0.1,
+        threads=threads, save_every=10_000))
+    minutes = (time.perf_counter() - start) / 60
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    evals = [r for r in records if "eval" in r]
+    typer.echo("\n  step  epoch  accuracy  macro-F1")
+    for record in evals:
+        typer.echo(f"  {record['step']:>4}  {record['epoch']:>5}  {record['eval']['accuracy']:>8.2f}"
+                   f"  {record['eval']['macro_f1']:>8.2f}")
+    typer.echo(f"\nBest accuracy {summary['best']:.2f} at step {summary['best_step']} "
+               f"({minutes:.1f} min). Model: {out}\n")
+    typer.echo("Next:")
+    typer.echo(f"  echo 'a gorgeous, witty film' | nlpforge predict {out} --input -")
+    typer.echo(f"  nlpforge eval {out} --data {dev_file}")
+    typer.echo(f"  nlpforge info {out}")
+    typer.echo("  nlpforge train --task classify --model sentence-transformers/all-MiniLM-L6-v2 "
+               "--train YOUR.tsv --eval YOUR_DEV.tsv --out my-model")
 
 
 def main() -> None:

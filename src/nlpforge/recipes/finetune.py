@@ -136,6 +136,14 @@ class Run:
         if self.world > 1:
             dist.barrier()
 
+    def mean(self, value: float) -> float:
+        """The mean of a per-process number over all processes."""
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return float(tensor.item()) / self.world
+
     def broadcast_flag(self, flag: bool) -> bool:
         if self.world == 1:
             return flag
@@ -235,6 +243,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
             bar.update(1)
             if state["step"] % args.log_every == 0 or state["step"] == total_steps:
                 record = flush_window(window, state, scheduler.get_last_lr()[0], args.grad_accum)
+                record["loss"] = run.mean(record["loss"])  # each process saw 1/N of every batch
                 bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
                 if run.main:
                     log_line(out, record)
