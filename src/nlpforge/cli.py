@@ -177,6 +177,7 @@ def train(
     max_length: Annotated[int | None, typer.Option(help="Tokens per example. Default 128.")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps (0: epoch ends).")] = None,
     save_every: Annotated[int | None, typer.Option(help="Write resume state every N steps. Default 200.")] = None,
+    log_every: Annotated[int | None, typer.Option(help="Log to metrics.jsonl every N steps. Default 20.")] = None,
     early_stopping: Annotated[int | None, typer.Option(help="Stop after N evaluations without gain.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed. Default 42.")] = None,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 autocast.")] = None,
@@ -204,7 +205,7 @@ def train(
     flags = dict(task=task.value if task else None, model=model, train=train, eval=eval, out=out, epochs=epochs,
                  batch_size=batch_size, grad_accum=grad_accum, learning_rate=learning_rate,
                  weight_decay=weight_decay, warmup_ratio=warmup_ratio, max_grad_norm=max_grad_norm,
-                 max_length=max_length, eval_every=eval_every, save_every=save_every,
+                 max_length=max_length, eval_every=eval_every, save_every=save_every, log_every=log_every,
                  early_stopping=early_stopping, seed=seed, bf16=bf16, class_weights=class_weights, resume=resume,
                  max_train_examples=max_train_examples, threads=threads)
     values.update({k: v for k, v in flags.items() if v is not None})

@@ -15,7 +15,7 @@ from torch.testing import assert_close
 from nlpforge.checkpoint import load_checkpoint
 from nlpforge.cli import main
 
-WORDS = "a b c d e f g h i j k l m n".split()
+WORDS = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n"]
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:

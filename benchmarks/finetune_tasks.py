@@ -1,0 +1,93 @@
+"""Fine-tuning quality on the real datasets of ../shared/data, one JSON record per task.
+
+    python benchmarks/finetune_tasks.py --tasks conll,squad --out benchmarks/results/finetune_tasks.json
+
+Tasks (model, train split -> report split, settings): see TASKS below. ``--train-limit N`` caps
+the training examples (time-bound runs; the JSON records the cap). Results are merged into the
+output file, so tasks can be run one at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+E5 = str(ROOT.parent / "shared" / "models" / "multilingual-e5-small-zhen")
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+TASKS = {
+    "conll": dict(task="tag", model=MINILM, train="conll2003/train.txt", eval="conll2003/valid.txt",
+                  args=dict(epochs=3, batch_size=32, learning_rate=1e-4, max_length=128), target="f1 >= 88"),
+    "squad": dict(task="span_qa", model=MINILM, train="squad_v1.1/dev-v1.1.json", eval="squad_v1.1/dev-v1.1.json",
+                  args=dict(epochs=3, batch_size=32, learning_rate=1e-4, max_length=384),
+                  train_data=dict(articles=(0, 38)), eval_data=dict(articles=(38, 48)), target="EM/F1 reported"),
+    "chnsenticorp": dict(task="classify", model=E5, train="chnsenticorp/train.tsv", eval="chnsenticorp/dev.tsv",
+                         args=dict(epochs=2, batch_size=32, learning_rate=5e-5, max_length=256),
+                         data=dict(text_column="text_a"), target="accuracy >= 92"),
+    "afqmc": dict(task="classify", model=E5, train="afqmc/train.txt", eval="afqmc/dev.txt",
+                  args=dict(epochs=2, batch_size=32, learning_rate=5e-5, max_length=128),
+                  data=dict(text_column=0, text_pair_column=1, label_column=2), target="accuracy >= 70"),
+    "msra": dict(task="tag", model=E5, train="msra_ner/train.bio", eval="msra_ner/test.bio",
+                 args=dict(epochs=2, batch_size=32, learning_rate=1e-4, max_length=256), target="f1 >= 90"),
+    "cmrc": dict(task="span_qa", model=E5, train="cmrc2018/cmrc2018_trial.json", eval="cmrc2018/cmrc2018_dev.json",
+                 args=dict(epochs=3, batch_size=16, learning_rate=5e-5, max_length=384), target="EM/F1 reported"),
+}
+
+
+def run_task(name: str, train_limit: int, out_dir: Path) -> dict:
+    from nlpforge.checkpoint import load_checkpoint
+    from nlpforge.recipes.finetune import FinetuneArgs, finetune
+    from nlpforge.tasks.runners import RUNNERS, DataOptions
+
+    spec = TASKS[name]
+    data = {**spec.get("data", {}), **spec.get("train_data", {})}
+    args = FinetuneArgs(task=spec["task"], model=spec["model"], train=str(DATA / spec["train"]), out=str(out_dir),
+                        max_train_examples=train_limit, progress=False, save_every=10**9, log_every=100,
+                        data=data, **spec["args"])
+    start = time.perf_counter()
+    finetune(args)
+    train_seconds = time.perf_counter() - start
+    loaded = load_checkpoint(out_dir)
+    runner = RUNNERS[spec["task"]]
+    options = DataOptions(**{**spec.get("data", {}), **spec.get("eval_data", {})})
+    examples = runner.read(DATA / spec["eval"], options)
+    start = time.perf_counter()
+    metrics = runner.evaluate(loaded.model, loaded.tokenizer, examples, loaded.meta.get("labels"),
+                              spec["args"]["max_length"], 64, options)
+    return {"task": spec["task"], "model": spec["model"], "train": spec["train"], "report_on": spec["eval"],
+            "train_limit": train_limit or None, "settings": {**spec["args"], "data": data},
+            "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.perf_counter() - start, 1),
+            "metrics": {k: (round(v, 2) if isinstance(v, float) else v) for k, v in metrics.items()},
+            "target": spec["target"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--train-limit", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "finetune_tasks.json")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from machine import machine_record
+
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "finetune_tasks", "tasks": {}}
+    report["machine"] = machine_record()
+    for name in args.tasks.split(","):
+        if name not in TASKS:
+            sys.exit(f"error: unknown task {name!r}; choose from {', '.join(TASKS)}")
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_task(name, args.train_limit, Path(tmp) / name)
+        report["tasks"][name] = result
+        print(json.dumps({name: result}), file=sys.stderr)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
