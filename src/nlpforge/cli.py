@@ -10,12 +10,15 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
 
 from nlpforge.errors import ConfigError, InputDataError, NlpforgeError
+
+if TYPE_CHECKING:
+    pass
 
 app = typer.Typer(
     name="nlpforge",

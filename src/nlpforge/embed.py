@@ -14,21 +14,11 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from nlpforge.data.collate import collate, length_sorted_batches
 from nlpforge.errors import ConfigError
 from nlpforge.models.bert import BertModel
 
 POOLINGS = ("mean", "cls")
-
-
-def pad_batch(token_ids: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad lists of ids to (B, T_max) ids and a (B, T_max) 1/0 attention mask."""
-    width = max(len(ids) for ids in token_ids)
-    ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(token_ids), width), dtype=torch.long)
-    for row, seq in enumerate(token_ids):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    return ids, mask
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -56,13 +46,16 @@ def embed_texts(
     if batch_size < 1 or max_length < 2:
         raise ConfigError("batch size must be >= 1 and max length >= 2")
     token_ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    order = sorted(range(len(texts)), key=lambda i: len(token_ids[i])) if sort_by_length else list(range(len(texts)))
+    features = [{"input_ids": ids, "attention_mask": [1] * len(ids)} for ids in token_ids]
+    if sort_by_length:
+        batches = length_sorted_batches([len(ids) for ids in token_ids], batch_size)
+    else:
+        batches = [list(range(i, min(i + batch_size, len(texts)))) for i in range(0, len(texts), batch_size)]
     out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
     with tqdm(total=len(texts), desc="embed", unit="text", disable=not progress) as bar:
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            ids, mask = pad_batch([token_ids[i] for i in rows], tokenizer.pad_token_id)
-            hidden = model(ids, mask).last_hidden_state
-            out[rows] = pool(hidden, mask, pooling).float().numpy()
+        for rows in batches:
+            batch = collate([features[i] for i in rows], tokenizer.pad_token_id)
+            hidden = model(batch["input_ids"], batch["attention_mask"]).last_hidden_state
+            out[rows] = pool(hidden, batch["attention_mask"], pooling).float().numpy()
             bar.update(len(rows))
     return out

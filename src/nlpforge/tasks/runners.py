@@ -250,7 +250,8 @@ def _text_field(record: dict[str, Any], field: str, where: str) -> str:
     return value
 
 
-RUNNERS: dict[str, ClassifyRunner | TagRunner | SpanQARunner] = {
+TaskRunner = ClassifyRunner | TagRunner | SpanQARunner
+RUNNERS: dict[str, TaskRunner] = {
     "classify": ClassifyRunner(),
     "tag": TagRunner(),
     "span_qa": SpanQARunner(),
