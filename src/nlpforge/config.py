@@ -54,6 +54,9 @@ class ModelConfig:
     has_pooler: bool = True  # encoder only: BERT's tanh pooler over the first token
     tie_word_embeddings: bool = True
     num_labels: int = 2  # outputs of a classification or tagging head
+    # Structured pruning (compress/prune.py): heads / FFN neurons each layer keeps; None = unpruned.
+    layer_heads: list[int] | None = None
+    layer_intermediate: list[int] | None = None
     # Derived, never set by hand (kept in the dataclass so that asdict() shows them).
     family: str = field(default="", init=False)
     head_dim: int = field(default=0, init=False)
@@ -81,12 +84,24 @@ class ModelConfig:
         for name in ("dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"config field {name!r} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("layer_heads", "layer_intermediate"):
+            sizes = getattr(self, name)
+            if sizes is not None and (len(sizes) != self.num_layers or any(n < 0 for n in sizes)):
+                raise ConfigError(f"config field {name!r} needs {self.num_layers} non-negative sizes, got {sizes}")
+        if self.layer_heads is not None and any(n > self.num_heads for n in self.layer_heads):
+            raise ConfigError(f"layer_heads {self.layer_heads} exceeds num_heads {self.num_heads}")
         self.family = FAMILY_OF_MODEL_TYPE[self.model_type]
         self.head_dim = self.hidden_size // self.num_heads
         uses_offset = self.model_type in ("roberta", "xlm-roberta")
         self.position_offset = (self.pad_token_id or 0) + 1 if uses_offset else 0
         if self.family == "gpt":
             self.has_pooler = False
+
+    def heads_of_layer(self, index: int) -> int:
+        return self.layer_heads[index] if self.layer_heads is not None else self.num_heads
+
+    def intermediate_of_layer(self, index: int) -> int:
+        return self.layer_intermediate[index] if self.layer_intermediate is not None else self.intermediate_size
 
     # ----------------------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict[str, Any]:

@@ -108,6 +108,9 @@ def config_from_hf(
         values["num_labels"] = len(hf["id2label"])
     if model_type == "gpt2" and "intermediate_size" not in values:
         values["intermediate_size"] = 4 * values["hidden_size"]  # n_inner = None means 4 x n_embd
+    for name in ("layer_heads", "layer_intermediate"):  # written by nlpforge's structured pruning
+        if hf.get(f"nlpforge_{name}") is not None:
+            values[name] = list(hf[f"nlpforge_{name}"])
     if weights is not None:
         values["has_pooler"] = any(k.endswith("pooler.dense.weight") for k in weights)
     values.update(FIXED.get(model_type, {}))
@@ -126,6 +129,9 @@ def config_to_hf(config: ModelConfig, head: str, labels: list[str] | None = None
                           "architectures": [ARCHITECTURES[(config.model_type, head)]]}
     for ours, theirs in FIELD_MAPS[config.model_type].items():
         hf[theirs] = getattr(config, ours)
+    for name in ("layer_heads", "layer_intermediate"):
+        if getattr(config, name) is not None:  # transformers cannot build such a model: it fails on shapes
+            hf[f"nlpforge_{name}"] = getattr(config, name)
     if labels is not None:
         hf["id2label"] = dict(enumerate(labels))
         hf["label2id"] = {label: i for i, label in enumerate(labels)}

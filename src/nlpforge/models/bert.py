@@ -12,6 +12,7 @@ Weights load from Hugging Face checkpoints through ``nlpforge.convert.bert``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -71,20 +72,29 @@ class Embeddings(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Bidirectional multi-head attention with one fused QKV projection (one GEMM instead of 3)."""
+    """Bidirectional multi-head attention with one fused QKV projection (one GEMM instead of 3).
 
-    def __init__(self, config: ModelConfig) -> None:
+    A pruned layer keeps A' <= A heads of the original size D: its projections are A' * D wide.
+    """
+
+    def __init__(self, config: ModelConfig, num_heads: int) -> None:
         super().__init__()
-        self.num_heads, self.head_dim = config.num_heads, config.head_dim
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
-        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.num_heads, self.head_dim = num_heads, config.head_dim
+        self.qkv = nn.Linear(config.hidden_size, 3 * num_heads * config.head_dim)
+        self.out = nn.Linear(num_heads * config.head_dim, config.hidden_size)
         self.dropout_p = config.attention_dropout
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None, need_probs: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        need_probs: bool = False,
+        head_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, _ = x.shape
-        # (B, T, 3H) -> 3 x (B, A, T, D)
+        if self.num_heads == 0:  # every head pruned: the block only adds the output bias
+            return self.out.bias.expand(B, T, -1), None
+        # (B, T, 3 A' D) -> 3 x (B, A', T, D)
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         dropout_p = self.dropout_p if self.training else 0.0
         probs = None
@@ -97,34 +107,40 @@ class SelfAttention(nn.Module):
             context = F.dropout(probs, dropout_p, self.training) @ v
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-        context = context.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # (B, T, H)
+        if head_mask is not None:  # (A',) 1/0 or importance gates: scale each head's context
+            context = context * head_mask.to(context.dtype)[None, :, None, None]
+        context = context.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # (B, T, A' D)
         return self.out(context), probs
 
 
 class FeedForward(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, intermediate_size: int) -> None:
         super().__init__()
-        self.up = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.up = nn.Linear(config.hidden_size, intermediate_size)
         self.act = activation(config.hidden_act)
-        self.down = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.down = nn.Linear(intermediate_size, config.hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(self.act(self.up(x)))
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, index: int) -> None:
         super().__init__()
-        self.attn = SelfAttention(config)
+        self.attn = SelfAttention(config, config.heads_of_layer(index))
         self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.ffn = FeedForward(config)
+        self.ffn = FeedForward(config, config.intermediate_of_layer(index))
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None, need_probs: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        need_probs: bool = False,
+        head_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, probs = self.attn(x, mask, need_probs)
+        attended, probs = self.attn(x, mask, need_probs, head_mask)
         h = self.attn_norm(x + self.dropout(attended))  # post-LN
         return self.ffn_norm(h + self.dropout(self.ffn(h))), probs
 
@@ -145,7 +161,7 @@ class BertModel(nn.Module):
         super().__init__()
         self.config = config
         self.embeddings = Embeddings(config)
-        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
+        self.layers = nn.ModuleList(EncoderLayer(config, i) for i in range(config.num_layers))
         self.pooler = Pooler(config) if config.has_pooler else None
 
     def forward(
@@ -155,13 +171,15 @@ class BertModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        head_mask: Sequence[torch.Tensor] | torch.Tensor | None = None,
     ) -> EncoderOutput:
+        """``head_mask``: per layer an (A_layer,) gate on each head's output (1 keeps, 0 masks)."""
         mask = padding_mask(attention_mask)
         x = self.embeddings(input_ids, token_type_ids)
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
-        for layer in self.layers:
-            x, probs = layer(x, mask, need_probs=output_attentions)
+        for i, layer in enumerate(self.layers):
+            x, probs = layer(x, mask, output_attentions, head_mask[i] if head_mask is not None else None)
             if hidden_states is not None:
                 hidden_states.append(x)
             if attentions is not None:

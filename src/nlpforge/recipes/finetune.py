@@ -168,6 +168,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     if args.max_train_examples:
         train_examples = train_examples[: args.max_train_examples]
     labels = runner.label_names(train_examples, base.meta.get("labels") if base.head == args.task else None)
+    runner.check(train_examples, labels, args.train)  # continuing a model: its label set must cover them
     eval_examples = runner.read(args.eval, args.data) if args.eval else None
     if eval_examples is not None:
         runner.check(eval_examples, labels, args.eval)
@@ -255,7 +256,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
                 break
         if state["batch"] >= len(batches):  # the epoch ran to its end
             state.update(epoch=state["epoch"] + 1, batch=0)
-            if eval_examples is not None and not stopped:
+            if eval_examples is not None and not stopped and state["evaluated_step"] != state["step"]:
                 stopped = evaluate_and_keep_best()
     if eval_examples is not None and not stopped and state["evaluated_step"] != state["step"]:
         evaluate_and_keep_best()  # a fractional last epoch ends between evaluations
