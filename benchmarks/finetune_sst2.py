@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import random
 import sys
 import tempfile
@@ -75,10 +76,12 @@ def run_trainer(rows: list[tuple[str, str]], dev_rows: list[tuple[str, str]], ou
                                                         encoded["token_type_ids"], pairs, strict=True)]
 
     train, dev = encode(rows), encode(dev_rows)
-    arguments = transformers.TrainingArguments(
+    total_steps = math.ceil(len(train) / HYPER["batch_size"] * HYPER["epochs"])
+    arguments = transformers.TrainingArguments(  # transformers 5 takes warmup in steps: the same int(0.1 * total)
         output_dir=str(out), num_train_epochs=HYPER["epochs"], per_device_train_batch_size=HYPER["batch_size"],
         learning_rate=HYPER["learning_rate"], weight_decay=HYPER["weight_decay"],
-        warmup_ratio=HYPER["warmup_ratio"], lr_scheduler_type="linear", max_grad_norm=HYPER["max_grad_norm"],
+        warmup_steps=int(HYPER["warmup_ratio"] * total_steps), lr_scheduler_type="linear",
+        max_grad_norm=HYPER["max_grad_norm"],
         seed=HYPER["seed"], save_strategy="no", eval_strategy="no", report_to=[], use_cpu=True,
         logging_steps=50, dataloader_num_workers=0, disable_tqdm=True, per_device_eval_batch_size=64)
     trainer = transformers.Trainer(model=model, args=arguments, train_dataset=train,

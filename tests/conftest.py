@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,18 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present")
     return path
+
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def write_classification(path: Path, count: int, seed: int) -> None:
+    """label 1 iff the sentence contains the word 'z' (a rule a tiny model learns in a few epochs)."""
+    rng = random.Random(seed)
+    rows = ["text\tlabel"]
+    for i in range(count):
+        words = [rng.choice(LETTERS[:20]) for _ in range(rng.randint(3, 8))]
+        if i % 2:
+            words[rng.randrange(len(words))] = "z"
+        rows.append(f"{' '.join(words)}\t{i % 2}")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")

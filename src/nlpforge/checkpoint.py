@@ -181,7 +181,7 @@ def save_hf_weights(weights: dict[str, torch.Tensor], path: Path) -> None:
     unique = {}
     for key, tensor in weights.items():
         identity = (tensor.data_ptr(), tuple(tensor.shape))
-        if identity in seen:
+        if identity in seen and tensor.numel():  # empty tensors (pruned away) all share data_ptr 0
             continue  # a tied alias (MLM decoder, GPT-2 lm_head): transformers re-ties it on load
         seen.add(identity)
         unique[key] = tensor.detach().contiguous()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -17,23 +16,9 @@ from safetensors.torch import load_file
 from torch.testing import assert_close
 
 import nlpforge.recipes.finetune as finetune_module
-from conftest import ROOT, tiny_hf_model, tiny_tokenizer
+from conftest import ROOT, tiny_hf_model, tiny_tokenizer, write_classification
 from nlpforge.checkpoint import load_checkpoint
 from nlpforge.recipes.finetune import FinetuneArgs, finetune
-
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
-
-
-def write_classification(path: Path, count: int, seed: int) -> None:
-    """label 1 iff the sentence contains the word 'z' (a rule a tiny model learns in a few epochs)."""
-    rng = random.Random(seed)
-    rows = ["text\tlabel"]
-    for i in range(count):
-        words = [rng.choice(LETTERS[:20]) for _ in range(rng.randint(3, 8))]
-        if i % 2:
-            words[rng.randrange(len(words))] = "z"
-        rows.append(f"{' '.join(words)}\t{i % 2}")
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
 @pytest.fixture

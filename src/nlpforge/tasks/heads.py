@@ -9,6 +9,7 @@ is the classification head's ``dense`` layer.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -59,8 +60,10 @@ class SequenceClassifier(nn.Module):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        head_mask: Sequence[torch.Tensor] | torch.Tensor | None = None,  # per layer (A_layer,) gates
     ) -> TaskOutput:
-        encoded = self.encoder(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions)
+        encoded = self.encoder(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
+                               head_mask=head_mask)
         logits = self.head(encoded.last_hidden_state[:, 0])  # (B, C)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return TaskOutput(logits, loss, encoded.hidden_states, encoded.attentions)
@@ -84,8 +87,10 @@ class TokenTagger(nn.Module):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        head_mask: Sequence[torch.Tensor] | torch.Tensor | None = None,  # per layer (A_layer,) gates
     ) -> TaskOutput:
-        encoded = self.encoder(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions)
+        encoded = self.encoder(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
+                               head_mask=head_mask)
         logits = self.head["out"](self.dropout(encoded.last_hidden_state))  # (B, T, C)
         loss = None
         if labels is not None:
@@ -111,8 +116,10 @@ class SpanExtractor(nn.Module):
         end_positions: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        head_mask: Sequence[torch.Tensor] | torch.Tensor | None = None,  # per layer (A_layer,) gates
     ) -> SpanOutput:
-        encoded = self.encoder(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions)
+        encoded = self.encoder(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
+                               head_mask=head_mask)
         start_logits, end_logits = self.head["out"](encoded.last_hidden_state).unbind(dim=-1)  # 2 x (B, T)
         loss = None
         if start_positions is not None and end_positions is not None:

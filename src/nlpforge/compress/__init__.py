@@ -1,0 +1,1 @@
+"""Compression: distillation losses, structured pruning, quantization and export."""

@@ -1,0 +1,245 @@
+"""Export a task model (or bare encoder) to ONNX, and run the export with onnxruntime.
+
+An ONNX directory holds what a checkpoint directory holds, with ``model.onnx`` for the weights::
+
+    model.onnx       inputs input_ids, attention_mask (+ token_type_ids), all (batch, sequence), int64;
+                     outputs logits | start_logits + end_logits | last_hidden_state
+    config.json      the HF config of the architecture (so the head and labels are known)
+    tokenizer files
+    nlpforge.json    meta + {"format": "onnx", "precision": "fp32" | "int8-dynamic" | "int8-static"}
+
+The exporter is the classic TorchScript one (``torch.onnx.export(..., dynamo=False)``): it traces
+one call. ``padding_mask`` in models/bert.py skips the mask when nothing is padded, a Python branch
+the trace would freeze; we therefore trace with an example batch that *has* padding, so the graph
+always applies the mask (an all-ones mask then gives the unmasked result, which the tests check).
+
+``OnnxModel`` wraps an ``onnxruntime.InferenceSession`` behind the torch models' call signature and
+output dataclasses, so code written for torch models (``nlpforge.inference.forward_batches``) runs
+on it unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from nlpforge import __version__
+from nlpforge.checkpoint import META_FILE, load_tokenizer, read_meta, write_directory_atomically
+from nlpforge.config import ModelConfig
+from nlpforge.convert.hf_config import config_from_hf, config_to_hf, head_from_hf, read_hf_config
+from nlpforge.errors import CheckpointError, ConfigError
+from nlpforge.models.bert import BertModel
+from nlpforge.models.outputs import EncoderOutput, SpanOutput, TaskOutput
+from nlpforge.tasks.heads import SequenceClassifier, SpanExtractor, TokenTagger
+
+ONNX_FILE = "model.onnx"
+# Output names of the graph, per head.
+OUTPUT_NAMES = {
+    "classify": ["logits"],
+    "tag": ["logits"],
+    "span_qa": ["start_logits", "end_logits"],
+    "base": ["last_hidden_state"],
+}
+
+
+def model_head(model: nn.Module) -> str:
+    """The head name (``classify``, ``tag``, ``span_qa``, ``base``) of an exportable model."""
+    for cls, head in ((SequenceClassifier, "classify"), (TokenTagger, "tag"), (SpanExtractor, "span_qa"),
+                      (BertModel, "base")):
+        if isinstance(model, cls):
+            return head
+    raise ConfigError(f"{type(model).__name__}: cannot export it; export a SequenceClassifier, TokenTagger, "
+                      "SpanExtractor or a bare BertModel")
+
+
+def uses_token_types(config: ModelConfig) -> bool:
+    """Whether the graph takes ``token_type_ids`` (DistilBERT has none; RoBERTa has one type, still fed)."""
+    return bool(config.type_vocab_size)
+
+
+def is_torch_quantized(model: nn.Module) -> bool:
+    """Whether any Linear of the model is a quantized (dynamic or static) module."""
+    return any(isinstance(m, (torch.ao.nn.quantized.dynamic.Linear, torch.ao.nn.quantized.Linear))
+               for m in model.modules())
+
+
+class _GraphOutputs(nn.Module):
+    """The model behind a flat signature, returning the named graph outputs as a tuple."""
+
+    def __init__(self, model: nn.Module, head: str) -> None:
+        super().__init__()
+        self.model, self.head = model, head
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        out = self.model(input_ids, attention_mask, token_type_ids)
+        if self.head == "span_qa":
+            return out.start_logits, out.end_logits
+        if self.head == "base":
+            return (out.last_hidden_state,)
+        return (out.logits,)
+
+
+def example_inputs(config: ModelConfig) -> dict[str, torch.Tensor]:
+    """A (2, 8) batch whose second row is padded: tracing it keeps the attention mask in the graph."""
+    T = min(8, config.max_positions - config.position_offset)
+    pad = config.pad_token_id
+    input_ids = torch.arange(2 * T).remainder(config.vocab_size).view(2, T)
+    if pad is not None:
+        input_ids[input_ids == pad] = (pad + 1) % config.vocab_size
+    attention_mask = torch.ones(2, T, dtype=torch.long)
+    attention_mask[1, T // 2:] = 0
+    if pad is not None:
+        input_ids[1, T // 2:] = pad
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if uses_token_types(config):
+        inputs["token_type_ids"] = torch.zeros(2, T, dtype=torch.long)
+    return inputs
+
+
+def _meta_record(config: ModelConfig, meta: dict[str, Any] | None, **fields: Any) -> str:
+    record = {"nlpforge_version": __version__, "family": config.family, **(meta or {}), **fields}
+    return json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+
+
+def export_onnx(
+    model: nn.Module,
+    out_dir: str | os.PathLike[str],
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    meta: dict[str, Any] | None = None,
+    opset: int = 17,
+) -> Path:
+    """Export a task model or bare BertModel (fp32) to ``out_dir/model.onnx`` plus its side files.
+
+    Inputs ``input_ids``, ``attention_mask`` (+ ``token_type_ids`` when the config has token types),
+    outputs ``logits`` / ``start_logits`` + ``end_logits`` / ``last_hidden_state``; every axis 0 is
+    ``batch`` and every axis 1 ``sequence``. Classification and tagging take label names from
+    ``meta["labels"]`` (``LABEL_i`` otherwise, so config.json keeps the number of labels).
+    A half-precision model is exported as an fp32 copy; a torch-quantized one cannot be exported.
+    """
+    head = model_head(model)
+    if is_torch_quantized(model):
+        raise ConfigError("cannot export a torch-quantized model to ONNX; export the fp32 model, then "
+                          "quantize the ONNX directory (quantize_onnx_dynamic / quantize_onnx_static)")
+    config: ModelConfig = model.config
+    original, was_training = model, model.training
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        model = copy.deepcopy(model).float()
+    graph = _GraphOutputs(model, head).eval()  # export restores this mode afterwards, not the model's
+    inputs = example_inputs(config)
+    names = list(inputs)
+    outputs = OUTPUT_NAMES[head]
+    axes = {name: {0: "batch", 1: "sequence"} for name in names + outputs}
+    labels = (meta or {}).get("labels") if head in ("classify", "tag") else None
+    if head in ("classify", "tag") and labels is None:
+        labels = [f"LABEL_{i}" for i in range(config.num_labels)]
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():  # tracer notes on Python branches and the legacy-exporter notice
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, tuple(inputs.values()), str(tmp / ONNX_FILE), dynamo=False,
+                              input_names=names, output_names=outputs, dynamic_axes=axes,
+                              opset_version=opset, do_constant_folding=True)
+        (tmp / "config.json").write_text(json.dumps(config_to_hf(config, head, labels), indent=2) + "\n",
+                                         encoding="utf-8")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        (tmp / META_FILE).write_text(_meta_record(config, meta, format="onnx", precision="fp32"),
+                                     encoding="utf-8")
+
+    try:
+        return write_directory_atomically(Path(out_dir), write)
+    finally:
+        original.train(was_training)
+
+
+def onnx_precision(directory: str | os.PathLike[str]) -> str:
+    """The ``precision`` an ONNX directory's nlpforge.json records (``fp32`` when not recorded)."""
+    directory = Path(directory)
+    if not (directory / ONNX_FILE).is_file():
+        raise CheckpointError(f"{directory}: no {ONNX_FILE}; pass a directory written by export_onnx")
+    return str(read_meta(directory).get("precision", "fp32"))
+
+
+class OnnxModel:
+    """An exported model run by onnxruntime, called like the torch model it came from.
+
+    ``model(input_ids, attention_mask, token_type_ids)`` takes torch tensors (B, T) and returns the
+    torch models' dataclasses (``TaskOutput`` / ``SpanOutput`` / ``EncoderOutput``) holding torch
+    tensors; no loss, hidden states or attentions. ``eval()`` is a no-op, for code that calls it.
+    """
+
+    def __init__(self, session: Any, config: ModelConfig, head: str, path: Path, meta: dict[str, Any]) -> None:
+        self.session, self.config, self.head, self.path, self.meta = session, config, head, path, meta
+        self.input_names = [i.name for i in session.get_inputs()]
+        self.output_names = [o.name for o in session.get_outputs()]
+        self.training = False
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], threads: int | None = None) -> OnnxModel:
+        """Open ``directory/model.onnx`` on the CPU; ``threads``: intra-op threads (None: onnxruntime's
+        default, one per physical core). Inter-op work runs sequentially (one thread)."""
+        import onnxruntime as ort
+
+        directory = Path(directory)
+        if not (directory / ONNX_FILE).is_file():
+            raise CheckpointError(f"{directory}: no {ONNX_FILE}; pass a directory written by export_onnx")
+        hf = read_hf_config(directory)
+        head = head_from_hf(hf) or "base"
+        config = dataclasses.replace(config_from_hf(hf, str(directory / "config.json")), has_pooler=False)
+        options = ort.SessionOptions()
+        options.inter_op_num_threads = 1
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            session = ort.InferenceSession(str(directory / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types for a bad file
+            raise CheckpointError(f"{directory / ONNX_FILE}: onnxruntime cannot load it ({error})") from None
+        meta = read_meta(directory)
+        if "labels" not in meta and head in ("classify", "tag") and isinstance(hf.get("id2label"), dict):
+            meta["labels"] = [hf["id2label"][str(i)] for i in range(len(hf["id2label"]))]
+        return cls(session, config, head, directory, meta)
+
+    def eval(self) -> OnnxModel:
+        return self
+
+    def __call__(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> TaskOutput | SpanOutput | EncoderOutput:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        feed = {name: np.ascontiguousarray(given[name].detach().cpu().numpy(), dtype=np.int64)
+                for name in self.input_names}
+        values = dict(zip(self.output_names, self.session.run(self.output_names, feed), strict=True))
+        out = {name: torch.from_numpy(value) for name, value in values.items()}
+        if self.head == "span_qa":
+            return SpanOutput(out["start_logits"], out["end_logits"])
+        if self.head == "base":
+            return EncoderOutput(out["last_hidden_state"])
+        return TaskOutput(out["logits"])
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({str(self.path)!r}, head={self.head!r}, precision={self.meta.get('precision', 'fp32')!r})"
+
+
+def load_onnx(directory: str | os.PathLike[str], threads: int | None = None
+              ) -> tuple[OnnxModel, PreTrainedTokenizerBase | None, dict[str, Any]]:
+    """(OnnxModel, tokenizer or None, meta) of an ONNX directory."""
+    model = OnnxModel.load(directory, threads)
+    return model, load_tokenizer(Path(directory)), model.meta
