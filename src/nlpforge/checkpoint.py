@@ -226,7 +226,9 @@ def save_checkpoint(
     Classification and tagging heads take their label names from ``meta["labels"]``.
     """
     hf_weights = nlpforge_to_hf(nlpforge_state_dict(model), config, head)
-    labels = (meta or {}).get("labels") if head in ("classify", "tag") else None
+    labels = None
+    if head in ("classify", "tag"):  # transformers sizes the head from id2label: always write it
+        labels = (meta or {}).get("labels") or [f"LABEL_{i}" for i in range(config.num_labels)]
 
     def write(tmp: Path) -> None:
         hf_config = config_to_hf(config, head, labels)

@@ -370,6 +370,57 @@ def quickstart(
                "--train YOUR.tsv --eval YOUR_DEV.tsv --out my-model")
 
 
+class QuantizeMode(str, Enum):
+    int8 = "int8"
+    int8_static = "int8-static"
+    none = "none"
+
+
+@app.command()
+def compress(
+    teacher: Annotated[str, typer.Argument(help="Fine-tuned teacher checkpoint (nlpforge train).")],
+    task: Annotated[TaskName, typer.Option(help="classify, tag or span_qa (the teacher's task).")],
+    train: Annotated[str, typer.Option("--train", help="Training file for distillation.")],
+    eval: Annotated[str, typer.Option("--eval", help="Evaluation file: every stage is measured on it.")],
+    out: Annotated[Path, typer.Option(help="Output directory: one folder per stage + report.json/md/png.")],
+    layers: Annotated[int, typer.Option(min=1, help="Student depth (initialised from uniformly spaced teacher "
+                                                    "layers).")] = 4,
+    prune_heads: Annotated[int, typer.Option(min=0, help="Attention heads to remove from the student.")] = 0,
+    quantize: Annotated[QuantizeMode, typer.Option(help="int8: dynamic INT8 (torch + ONNX); int8-static: "
+                                                        "ONNX with calibration; none.")] = QuantizeMode.int8,
+    epochs: Annotated[float, typer.Option(help="Distillation epochs.")] = 3.0,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    learning_rate: Annotated[float, typer.Option()] = 1e-4,
+    max_length: Annotated[int, typer.Option(min=2)] = 128,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature of the soft targets.")] = 2.0,
+    alpha: Annotated[float, typer.Option(help="Weight of the soft-target loss (1 - alpha on gold labels).")] = 0.9,
+    hidden_weight: Annotated[float, typer.Option(help="Weight of hidden-state MSE (0: off).")] = 0.0,
+    attention_weight: Annotated[float, typer.Option(help="Weight of attention KL (0: off).")] = 0.0,
+    max_train_examples: Annotated[int, typer.Option(help="Use only the first N training examples.")] = 0,
+    threads: Annotated[int, typer.Option(help="Torch CPU threads (0: default).")] = 0,
+    text_column: TextColumn = None,
+    text_pair_column: PairColumn = None,
+    label_column: LabelColumn = None,
+    encoding: Encoding = None,
+    articles: Articles = None,
+) -> None:
+    """Distil, prune, quantize and export a fine-tuned teacher; measure every stage side by side."""
+    from nlpforge.recipes.compress import CompressArgs
+    from nlpforge.recipes.compress import compress as run_compress
+
+    data = _data_flags(text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,
+                       encoding=encoding, token_column=None, tag_column=None, articles=articles, doc_stride=None,
+                       max_answer_length=None)
+    report = run_compress(CompressArgs(
+        teacher=teacher, task=task.value, train=train, eval=eval, out=str(out), layers=layers,
+        prune_heads=prune_heads, quantize=quantize.value, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, max_length=max_length, temperature=temperature, alpha=alpha,
+        hidden_weight=hidden_weight, attention_weight=attention_weight, max_train_examples=max_train_examples,
+        threads=threads, data=data))
+    typer.echo((out / "report.md").read_text(encoding="utf-8"))
+    typer.echo(f"report: {out / 'report.json'}, {out / 'report.png'} ({len(report['stages'])} stages)")
+
+
 def main() -> None:
     try:
         app()

@@ -34,7 +34,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from nlpforge import __version__
-from nlpforge.checkpoint import META_FILE, load_tokenizer, read_meta, write_directory_atomically
+from nlpforge.checkpoint import META_FILE, read_meta, write_directory_atomically
 from nlpforge.config import ModelConfig
 from nlpforge.convert.hf_config import config_from_hf, config_to_hf, head_from_hf, read_hf_config
 from nlpforge.errors import CheckpointError, ConfigError
@@ -60,6 +60,11 @@ def model_head(model: nn.Module) -> str:
             return head
     raise ConfigError(f"{type(model).__name__}: cannot export it; export a SequenceClassifier, TokenTagger, "
                       "SpanExtractor or a bare BertModel")
+
+
+def model_config(model: nn.Module) -> ModelConfig:
+    """The config that describes the model's weights: a task model's encoder never has a pooler."""
+    return model.config if isinstance(model, BertModel) else model.encoder.config
 
 
 def uses_token_types(config: ModelConfig) -> bool:
@@ -108,7 +113,16 @@ def example_inputs(config: ModelConfig) -> dict[str, torch.Tensor]:
     return inputs
 
 
-def _meta_record(config: ModelConfig, meta: dict[str, Any] | None, **fields: Any) -> str:
+def label_names(config: ModelConfig, head: str, meta: dict[str, Any] | None) -> list[str] | None:
+    """``meta["labels"]``, or ``LABEL_i`` for a classification / tagging head without names: config.json
+    needs ``id2label`` to record the number of labels."""
+    if head not in ("classify", "tag"):
+        return None
+    return (meta or {}).get("labels") or [f"LABEL_{i}" for i in range(config.num_labels)]
+
+
+def meta_record(config: ModelConfig, meta: dict[str, Any] | None, **fields: Any) -> str:
+    """nlpforge.json text: version and family, the caller's meta, then ``fields`` (format, precision)."""
     record = {"nlpforge_version": __version__, "family": config.family, **(meta or {}), **fields}
     return json.dumps(record, indent=2, ensure_ascii=False) + "\n"
 
@@ -132,7 +146,7 @@ def export_onnx(
     if is_torch_quantized(model):
         raise ConfigError("cannot export a torch-quantized model to ONNX; export the fp32 model, then "
                           "quantize the ONNX directory (quantize_onnx_dynamic / quantize_onnx_static)")
-    config: ModelConfig = model.config
+    config = model_config(model)
     original, was_training = model, model.training
     if any(p.dtype != torch.float32 for p in model.parameters()):
         model = copy.deepcopy(model).float()
@@ -141,9 +155,7 @@ def export_onnx(
     names = list(inputs)
     outputs = OUTPUT_NAMES[head]
     axes = {name: {0: "batch", 1: "sequence"} for name in names + outputs}
-    labels = (meta or {}).get("labels") if head in ("classify", "tag") else None
-    if head in ("classify", "tag") and labels is None:
-        labels = [f"LABEL_{i}" for i in range(config.num_labels)]
+    labels = label_names(config, head, meta)
     def write(tmp: Path) -> None:
         with warnings.catch_warnings():  # tracer notes on Python branches and the legacy-exporter notice
             warnings.simplefilter("ignore")
@@ -154,7 +166,7 @@ def export_onnx(
                                          encoding="utf-8")
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
-        (tmp / META_FILE).write_text(_meta_record(config, meta, format="onnx", precision="fp32"),
+        (tmp / META_FILE).write_text(meta_record(config, meta, format="onnx", precision="fp32"),
                                      encoding="utf-8")
 
     try:
@@ -237,9 +249,3 @@ class OnnxModel:
     def __repr__(self) -> str:
         return f"OnnxModel({str(self.path)!r}, head={self.head!r}, precision={self.meta.get('precision', 'fp32')!r})"
 
-
-def load_onnx(directory: str | os.PathLike[str], threads: int | None = None
-              ) -> tuple[OnnxModel, PreTrainedTokenizerBase | None, dict[str, Any]]:
-    """(OnnxModel, tokenizer or None, meta) of an ONNX directory."""
-    model = OnnxModel.load(directory, threads)
-    return model, load_tokenizer(Path(directory)), model.meta

@@ -1,0 +1,168 @@
+"""teacher -> distilled student -> (pruned student) -> INT8 torch / ONNX / INT8 ONNX, measured side by side.
+
+    OUT/student             distilled student (--layers deep, initialised from teacher layers)
+    OUT/pruned              student with --prune-heads heads removed (Michel et al. importance),
+                            then re-distilled for --prune-epochs
+    OUT/student-int8-torch  torch dynamic INT8 of the last torch stage
+    OUT/student-onnx        ONNX fp32 export of it
+    OUT/student-int8-onnx   onnxruntime INT8 (dynamic, or static with calibration from --train)
+    OUT/report.{json,md,png}
+
+Every stage is measured in this process on the same eval examples and threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nlpforge.checkpoint import directory_size, load_checkpoint, save_checkpoint
+from nlpforge.compress.export import export_onnx
+from nlpforge.compress.measure import measure
+from nlpforge.compress.prune import head_importance, prune_heads, select_lowest
+from nlpforge.compress.quantize import (
+    load_artifact,
+    quantize_onnx_dynamic,
+    quantize_onnx_static,
+    save_torch_quantized,
+)
+from nlpforge.compress.report import write_report
+from nlpforge.data.collate import collate
+from nlpforge.errors import ConfigError
+from nlpforge.recipes.distill import DistillArgs, distill
+from nlpforge.tasks.runners import RUNNERS, DataOptions
+
+QUANTIZE_MODES = ("int8", "int8-static", "none")
+
+
+@dataclass
+class CompressArgs:
+    teacher: str
+    task: str
+    train: str
+    eval: str
+    out: str
+    layers: int = 4
+    prune_heads: int = 0
+    prune_epochs: float = 1.0
+    quantize: str = "int8"  # int8 = dynamic INT8 (torch and ONNX); int8-static = ONNX with calibration
+    calibration_examples: int = 256
+    epochs: float = 3.0
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    max_length: int = 128
+    temperature: float = 2.0
+    alpha: float = 0.9
+    hidden_weight: float = 0.0
+    attention_weight: float = 0.0
+    max_train_examples: int = 0
+    threads: int = 0
+    seed: int = 42
+    progress: bool = True
+    data: DataOptions = dataclasses.field(default_factory=DataOptions)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, dict):
+            self.data = DataOptions(**self.data)
+        if self.quantize not in QUANTIZE_MODES:
+            raise ConfigError(f"--quantize {self.quantize!r}: choose one of {', '.join(QUANTIZE_MODES)}")
+        if self.prune_heads < 0:
+            raise ConfigError("--prune-heads must be >= 0")
+
+
+def distill_args(args: CompressArgs, out: Path, **overrides: Any) -> DistillArgs:
+    values = dict(task=args.task, teachers=[args.teacher], train=args.train, eval=args.eval, out=str(out),
+                  layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
+                  learning_rate=args.learning_rate, max_length=args.max_length, temperature=args.temperature,
+                  alpha=args.alpha, hidden_weight=args.hidden_weight, attention_weight=args.attention_weight,
+                  max_train_examples=args.max_train_examples, seed=args.seed, progress=args.progress,
+                  data=args.data)
+    return DistillArgs(**{**values, **overrides})
+
+
+def prune_student(args: CompressArgs, student_dir: Path, out: Path) -> None:
+    """Remove the least important heads of the student (gradient x gate importance on training
+    batches), save it, then re-distil it from the teacher for ``prune_epochs``."""
+    runner = RUNNERS[args.task]
+    student = load_checkpoint(student_dir)
+    examples = runner.read(args.train, args.data)[: 512]
+    features = runner.encode(student.tokenizer, examples, student.meta.get("labels"), args.max_length, args.data)
+    batches = [collate(features[i : i + 32], student.tokenizer.pad_token_id) for i in range(0, len(features), 32)]
+    total_heads = sum(student.config.heads_of_layer(i) for i in range(student.config.num_layers))
+    if args.prune_heads >= total_heads:
+        raise ConfigError(f"--prune-heads {args.prune_heads}: the student has only {total_heads} heads")
+    importance = head_importance(student.model, batches)
+    prune_heads(student.model, select_lowest(importance, args.prune_heads, keep_min_per_layer=1))
+    save_checkpoint(out, student.model, student.model.config, student.tokenizer, args.task,
+                    {**student.meta, "stage": "prune", "pruned_heads": args.prune_heads})
+    layer_map = student.meta.get("layer_map")
+    distill(distill_args(args, out, student=str(out), layer_map=layer_map, epochs=args.prune_epochs))
+
+
+def calibration_batches(args: CompressArgs, tokenizer: Any, labels: list[str] | None) -> list[dict[str, Any]]:
+    """Calibration inputs for static INT8: the first ``calibration_examples`` training examples."""
+    runner = RUNNERS[args.task]
+    examples = runner.read(args.train, args.data)[: args.calibration_examples]
+    features = runner.encode(tokenizer, examples, labels, args.max_length, args.data)
+    batches = []
+    for i in range(0, len(features), 16):
+        batch = collate(features[i : i + 16], tokenizer.pad_token_id)
+        batches.append({k: v.numpy() for k, v in batch.items() if k in ("input_ids", "attention_mask",
+                                                                         "token_type_ids")})
+    return batches
+
+
+def compress(args: CompressArgs) -> dict[str, Any]:
+    """Run every stage, measure each one, write OUT/report.*; returns the report."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    runner = RUNNERS[args.task]
+    teacher = load_checkpoint(args.teacher)
+    if teacher.head != args.task:
+        raise ConfigError(f"{args.teacher}: the teacher is a {teacher.head!r} model; fine-tune it for "
+                          f"{args.task!r} first (nlpforge train)")
+    if args.layers > teacher.config.num_layers:
+        raise ConfigError(f"--layers {args.layers}: the student cannot be deeper than the teacher "
+                          f"({teacher.config.num_layers} layers)")
+    distill(distill_args(args, out / "student"))
+    last_torch = out / "student"
+    stages = [("teacher", Path(teacher.path)), ("student", out / "student")]
+    if args.prune_heads:
+        prune_student(args, out / "student", out / "pruned")
+        last_torch = out / "pruned"
+        stages.append(("pruned", out / "pruned"))
+    if args.quantize != "none":
+        final = load_checkpoint(last_torch)
+        # The artifact stores the fp32 weights and re-quantizes on load (bit-identical to quantizing now).
+        save_torch_quantized(final.model, final.tokenizer, out / "student-int8-torch", final.meta)
+        export_onnx(final.model, out / "student-onnx", final.tokenizer, final.meta)
+        if args.quantize == "int8-static":
+            calibration = calibration_batches(args, final.tokenizer, final.meta.get("labels"))
+            quantize_onnx_static(out / "student-onnx", out / "student-int8-onnx", calibration)
+        else:
+            quantize_onnx_dynamic(out / "student-onnx", out / "student-int8-onnx")
+        stages += [("student int8 torch", out / "student-int8-torch"), ("student onnx", out / "student-onnx"),
+                   ("student int8 onnx", out / "student-int8-onnx")]
+
+    eval_examples = runner.read(args.eval, args.data)
+    labels = teacher.meta.get("labels")
+    measured = []
+    for name, path in stages:
+        model, tokenizer, _meta = load_artifact(path)
+        record = measure(model, tokenizer, runner, eval_examples, labels, args.max_length, args.data,
+                         directory_size(path))
+        measured.append({"name": name, "path": str(path), **record})
+    report = {
+        "task": args.task, "metric": runner.metric, "eval": args.eval, "eval_examples": len(eval_examples),
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "settings": {k: v for k, v in dataclasses.asdict(args).items() if k != "progress"},
+        "stages": measured,
+    }
+    write_report(out, report)
+    return report

@@ -1,0 +1,83 @@
+"""`nlpforge compress` end to end on a tiny teacher: every stage written, loadable and measured."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+from conftest import tiny_hf_model, write_classification
+from nlpforge.cli import main
+from nlpforge.compress.quantize import load_artifact
+from nlpforge.recipes.finetune import FinetuneArgs, finetune
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("compress")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz"]
+    tiny_hf_model("BertModel").save_pretrained(root / "base")
+    transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}).save_pretrained(root / "base")
+    write_classification(root / "train.tsv", 96, seed=0)
+    write_classification(root / "dev.tsv", 40, seed=1)
+    finetune(FinetuneArgs(task="classify", model=str(root / "base"), train=str(root / "train.tsv"),
+                          eval=str(root / "dev.tsv"), out=str(root / "teacher"), epochs=6, batch_size=16,
+                          learning_rate=3e-3, warmup_ratio=0.0, max_length=16, progress=False, seed=3))
+    return root
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["nlpforge", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_compress_writes_every_stage_and_a_report(teacher: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    out = tmp_path / "compressed"
+    code, printed, err = run_cli(monkeypatch, capsys, "compress", teacher / "teacher", "--task", "classify",
+                                 "--train", teacher / "train.tsv", "--eval", teacher / "dev.tsv", "--out", out,
+                                 "--layers", "1", "--prune-heads", "1", "--epochs", "4", "--learning-rate", "3e-3",
+                                 "--max-length", "16", "--batch-size", "16")
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    names = [stage["name"] for stage in report["stages"]]
+    assert names == ["teacher", "student", "pruned", "student int8 torch", "student onnx", "student int8 onnx"]
+    assert (out / "report.png").stat().st_size > 1000 and "| teacher |" in printed
+    teacher_metric = report["stages"][0]["metric"]
+    for stage in report["stages"]:
+        model, tokenizer, _ = load_artifact(stage["path"])
+        assert tokenizer is not None and stage["size_bytes"] > 0
+        assert stage["latency_ms_batch1"]["p95"] >= stage["latency_ms_batch1"]["p50"] > 0
+        assert stage["throughput_batch32"] > 0
+    student = next(s for s in report["stages"] if s["name"] == "student")
+    assert student["metric"] >= 0.8 * teacher_metric
+    pruned_config = json.loads((out / "pruned" / "config.json").read_text())
+    assert sum(pruned_config["nlpforge_layer_heads"]) == 3  # 4 heads in the 1-layer student, 1 removed
+    onnx, int8 = (next(s for s in report["stages"] if s["name"] == n) for n in ("student onnx", "student int8 onnx"))
+    assert int8["size_bytes"] < onnx["size_bytes"]
+    with torch.no_grad():
+        model, tokenizer, _ = load_artifact(out / "student-int8-onnx")
+        batch = tokenizer(["a b z", "c d"], padding=True, return_tensors="pt")
+        assert model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).logits.shape == (2, 2)
+
+
+def test_student_deeper_than_teacher_is_a_clear_error(teacher: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    code, _, err = run_cli(monkeypatch, capsys, "compress", teacher / "teacher", "--task", "classify",
+                           "--train", teacher / "train.tsv", "--eval", teacher / "dev.tsv", "--out", tmp_path / "o",
+                           "--layers", "5")
+    assert code == 2 and "cannot be deeper than the teacher (2 layers)" in err
+
+
+def test_wrong_task_for_the_teacher(teacher: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    code, _, err = run_cli(monkeypatch, capsys, "compress", teacher / "teacher", "--task", "tag",
+                           "--train", teacher / "train.tsv", "--eval", teacher / "dev.tsv", "--out", tmp_path / "o")
+    assert code == 2 and "fine-tune it for 'tag' first" in err
