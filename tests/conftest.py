@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,17 @@ def write_classification(path: Path, count: int, seed: int) -> None:
             words[rng.randrange(len(words))] = "z"
         rows.append(f"{' '.join(words)}\t{i % 2}")
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
+    """Run ``nlpforge ARGS`` in-process as the console script does; returns (exit code, stdout, stderr)."""
+    from nlpforge.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["nlpforge", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

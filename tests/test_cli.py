@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_hf_model
+from conftest import run_cli, tiny_hf_model
 from nlpforge.checkpoint import load_checkpoint
-from nlpforge.cli import main
 from nlpforge.embed import embed_texts
-
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["nlpforge", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_info_prints_json(tiny_bert_dir: Path, monkeypatch, capsys) -> None:

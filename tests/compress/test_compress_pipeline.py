@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import transformers
 
-from conftest import tiny_hf_model, write_classification
-from nlpforge.cli import main
+from conftest import run_cli, tiny_hf_model, write_classification
 from nlpforge.compress.quantize import load_artifact
 from nlpforge.recipes.finetune import FinetuneArgs, finetune
 
@@ -29,16 +27,6 @@ def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           learning_rate=3e-3, warmup_ratio=0.0, max_length=16, progress=False, seed=3))
     return root
 
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["nlpforge", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_compress_writes_every_stage_and_a_report(teacher: Path, tmp_path: Path, monkeypatch, capsys) -> None:

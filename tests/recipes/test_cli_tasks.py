@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,21 +11,11 @@ import torch
 import transformers
 from torch.testing import assert_close
 
+from conftest import run_cli
 from nlpforge.checkpoint import load_checkpoint
-from nlpforge.cli import main
 
 WORDS = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n"]
 
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["nlpforge", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def write_conll(path: Path, count: int, seed: int) -> None:

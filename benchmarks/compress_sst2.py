@@ -1,0 +1,168 @@
+"""Compression on SST-2: E5 teacher (12 layers) -> 4-layer student -> INT8, and TextBrewer side by side.
+
+1. teacher: ../shared/models/multilingual-e5-small-zhen fine-tuned with nlpforge on a seeded slice of
+   SST-2 train (``--train-size``), max length 64, 1 epoch, lr 5e-5;
+2. ``nlpforge compress`` (recipes.compress): 4-layer student from teacher layers [3, 6, 9, 12],
+   KD (T=2, alpha=0.9) for ``--epochs``, torch INT8, ONNX, ONNX INT8 — every stage measured on
+   SST-2 dev in one process (accuracy, batch-1 latency, batch-32 throughput, size);
+3. TextBrewer's GeneralDistiller with the same teacher, student initialisation (the same teacher
+   layers), data, epochs, batch size, optimizer, schedule, temperature and loss weights
+   (hard_label_weight 0.1, kd_loss_weight 0.9); its student's accuracy on SST-2 dev.
+
+    pip install textbrewer tensorboard && python benchmarks/compress_sst2.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SST2 = ROOT.parent / "shared" / "data" / "sst2"
+E5 = ROOT.parent / "shared" / "models" / "multilingual-e5-small-zhen"
+MAX_LENGTH = 64
+DISTILL = dict(layers=4, epochs=2.0, batch_size=32, learning_rate=1e-4, temperature=2.0, alpha=0.9)
+
+
+def write_slice(size: int, path: Path) -> None:
+    rows = (SST2 / "train.tsv").read_text(encoding="utf-8").splitlines()
+    body = rows[1:]
+    random.Random(0).shuffle(body)
+    path.write_text("\n".join([rows[0], *body[:size]]) + "\n", encoding="utf-8")
+
+
+def textbrewer_student_accuracy(teacher_dir: Path, train_file: Path, work: Path) -> dict:
+    """Distil with TextBrewer from the same teacher and the same student initialisation."""
+    import torch
+    import transformers
+    from textbrewer import DistillationConfig, GeneralDistiller, TrainingConfig
+
+    from nlpforge.checkpoint import load_checkpoint, save_checkpoint
+    from nlpforge.compress.distill import student_from_teacher, uniform_layer_map
+    from nlpforge.recipes.finetune import parameter_groups
+    from nlpforge.tasks.runners import RUNNERS, DataOptions
+
+    teacher = load_checkpoint(teacher_dir)
+    layer_map = uniform_layer_map(teacher.config.num_layers, DISTILL["layers"])
+    init = student_from_teacher(teacher.model, layer_map)
+    save_checkpoint(work / "tb-init", init, init.config, teacher.tokenizer, "classify", teacher.meta)
+    model_t = transformers.AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
+    model_s = transformers.AutoModelForSequenceClassification.from_pretrained(work / "tb-init")
+
+    runner = RUNNERS["classify"]
+    options = DataOptions()
+    features = runner.encode(teacher.tokenizer, runner.read(train_file, options), teacher.meta["labels"],
+                             MAX_LENGTH, options)
+    collator = transformers.DataCollatorWithPadding(teacher.tokenizer)
+    generator = torch.Generator().manual_seed(42)
+    loader = torch.utils.data.DataLoader(features, batch_size=DISTILL["batch_size"], shuffle=True,
+                                         collate_fn=collator, generator=generator)
+    total_steps = len(loader) * int(DISTILL["epochs"])
+    optimizer = torch.optim.AdamW(parameter_groups(model_s, 0.01), lr=DISTILL["learning_rate"])
+
+    def adaptor_t(batch, outputs):
+        return {"logits": outputs.logits}
+
+    def adaptor_s(batch, outputs):
+        return {"logits": outputs.logits, "losses": outputs.loss}
+
+    train_config = TrainingConfig(device="cpu", log_dir=str(work / "tb-logs"), output_dir=str(work / "tb-out"),
+                                  ckpt_frequency=1, ckpt_epoch_frequency=100)
+    distill_config = DistillationConfig(temperature=DISTILL["temperature"], hard_label_weight=1 - DISTILL["alpha"],
+                                        kd_loss_type="ce", kd_loss_weight=DISTILL["alpha"])
+    distiller = GeneralDistiller(train_config, distill_config, model_t, model_s, adaptor_t, adaptor_s)
+    start = time.perf_counter()
+    with distiller:
+        distiller.train(optimizer, loader, num_epochs=int(DISTILL["epochs"]),
+                        scheduler_class=transformers.get_linear_schedule_with_warmup,
+                        scheduler_args={"num_warmup_steps": int(0.1 * total_steps),
+                                        "num_training_steps": total_steps})
+    seconds = time.perf_counter() - start
+    model_s.eval()
+    dev = runner.read(SST2 / "dev.tsv", options)
+    dev_features = runner.encode(teacher.tokenizer, dev, teacher.meta["labels"], MAX_LENGTH, options)
+    correct = 0
+    with torch.inference_mode():
+        for i in range(0, len(dev_features), 64):
+            batch = collator([{k: v for k, v in f.items() if k != "labels"} for f in dev_features[i : i + 64]])
+            predicted = model_s(**batch).logits.argmax(-1)
+            correct += int((predicted == torch.tensor([f["labels"] for f in dev_features[i : i + 64]])).sum())
+    return {"dev_accuracy": round(100 * correct / len(dev_features), 2), "train_seconds": round(seconds, 1),
+            "layer_map": layer_map}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-size", type=int, default=8000)
+    parser.add_argument("--epochs", type=float, default=DISTILL["epochs"])
+    parser.add_argument("--skip-textbrewer", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "compress_sst2.json")
+    args = parser.parse_args()
+    DISTILL["epochs"] = args.epochs
+    for path in (SST2, E5):
+        if not path.exists():
+            sys.exit(f"error: {path} not found")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from machine import machine_record
+    from nlpforge.recipes.compress import CompressArgs, compress
+    from nlpforge.recipes.finetune import FinetuneArgs, finetune
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        write_slice(args.train_size, work / "train.tsv")
+        start = time.perf_counter()
+        finetune(FinetuneArgs(task="classify", model=str(E5), train=str(work / "train.tsv"),
+                              eval=str(SST2 / "dev.tsv"), out=str(work / "teacher"), epochs=1, batch_size=32,
+                              learning_rate=5e-5, max_length=MAX_LENGTH, progress=False, save_every=10**9))
+        teacher_seconds = time.perf_counter() - start
+        print(f"teacher fine-tuned in {teacher_seconds:.0f} s", file=sys.stderr)
+        start = time.perf_counter()
+        report = compress(CompressArgs(teacher=str(work / "teacher"), task="classify", train=str(work / "train.tsv"),
+                                       eval=str(SST2 / "dev.tsv"), out=str(work / "compressed"),
+                                       layers=DISTILL["layers"], epochs=DISTILL["epochs"],
+                                       batch_size=DISTILL["batch_size"], learning_rate=DISTILL["learning_rate"],
+                                       temperature=DISTILL["temperature"], alpha=DISTILL["alpha"],
+                                       max_length=MAX_LENGTH, progress=False))
+        compress_seconds = time.perf_counter() - start
+        report_md = (work / "compressed" / "report.md").read_text(encoding="utf-8")
+        (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
+        (ROOT / "benchmarks" / "results" / "compress_sst2_report.md").write_text(report_md, encoding="utf-8")
+        png = (work / "compressed" / "report.png").read_bytes()
+        (ROOT / "benchmarks" / "results" / "compress_sst2_report.png").write_bytes(png)
+        print(report_md, file=sys.stderr)
+        textbrewer = None if args.skip_textbrewer else textbrewer_student_accuracy(
+            work / "teacher", work / "train.tsv", work)
+
+    stages = {s["name"]: s for s in report["stages"]}
+    teacher, student, int8 = stages["teacher"], stages["student"], stages["student int8 onnx"]
+    result = {
+        "benchmark": "compress_sst2", "machine": machine_record(), "teacher_model": str(E5),
+        "train_examples": args.train_size, "max_length": MAX_LENGTH, "distill": DISTILL,
+        "teacher_finetune_seconds": round(teacher_seconds, 1), "compress_seconds": round(compress_seconds, 1),
+        "stages": report["stages"],
+        "ratios": {
+            "student_accuracy_vs_teacher": round(student["metric"] / teacher["metric"], 4),
+            "student_throughput_vs_teacher": round(student["throughput_batch32"] / teacher["throughput_batch32"], 2),
+            "int8_onnx_throughput_vs_teacher": round(int8["throughput_batch32"] / teacher["throughput_batch32"], 2),
+            "int8_onnx_smaller_than_teacher": round(teacher["size_bytes"] / int8["size_bytes"], 2),
+            "int8_onnx_accuracy_vs_teacher": round(int8["metric"] / teacher["metric"], 4),
+        },
+        "targets": {"student_accuracy_vs_teacher": ">= 0.98", "student_throughput_vs_teacher": ">= 2.8",
+                    "int8_onnx_throughput_vs_teacher": ">= 5", "int8_onnx_smaller_than_teacher": ">= 3.5",
+                    "int8_onnx_accuracy_vs_teacher": ">= 0.97", "student_vs_textbrewer": ">= 0 points"},
+        "textbrewer": textbrewer,
+        "student_minus_textbrewer_points": (round(student["metric"] - textbrewer["dev_accuracy"], 2)
+                                            if textbrewer else None),
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({"ratios": result["ratios"], "textbrewer": textbrewer,
+                      "student_minus_textbrewer_points": result["student_minus_textbrewer_points"]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
