@@ -39,13 +39,7 @@ from nlpforge.compress.distill import (
 from nlpforge.data.collate import collate
 from nlpforge.errors import ConfigError
 from nlpforge.inference import forward_batches
-from nlpforge.recipes.finetune import (
-    flush_window,
-    linear_schedule,
-    log_line,
-    parameter_groups,
-    seed_everything,
-)
+from nlpforge.recipes.finetune import adamw, flush_window, linear_schedule, log_line, seed_everything
 from nlpforge.tasks.runners import RUNNERS, DataOptions
 
 NEG_INF = -1e4  # teacher logit for padding positions of cached per-token logits: probability 0
@@ -187,7 +181,7 @@ def distill(args: DistillArgs) -> dict[str, Any]:
     trainable = nn.ModuleList([student, projection] if projection else [student])
     steps_per_epoch = math.ceil(len(features) / args.batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * args.epochs))
-    optimizer = torch.optim.AdamW(parameter_groups(trainable, args.weight_decay), lr=args.learning_rate)
+    optimizer = adamw(trainable, args.learning_rate, args.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_schedule(int(args.warmup_ratio * total_steps), total_steps))
     meta = {"task": args.task, "labels": labels, "max_length": args.max_length, "stage": "distill",
