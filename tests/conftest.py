@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 from pathlib import Path
@@ -118,3 +119,36 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *arg
         code = exit_.code or 0
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+WORDS = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n"]
+
+
+def write_conll(path: Path, count: int, seed: int) -> None:
+    """'z' words are B-PER, a 'y' after a 'z' is I-PER; everything else O."""
+    rng = random.Random(seed)
+    lines = ["-DOCSTART- -X- O O", ""]
+    for _ in range(count):
+        tokens = [rng.choice(WORDS) for _ in range(rng.randint(3, 7))]
+        tags = ["O"] * len(tokens)
+        at = rng.randrange(len(tokens) - 1)
+        tokens[at], tags[at] = "z", "B-PER"
+        if rng.random() < 0.5:
+            tokens[at + 1], tags[at + 1] = "y", "I-PER"
+        lines += [f"{t} X X {g}" for t, g in zip(tokens, tags, strict=True)] + [""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def write_squad(path: Path, count: int, seed: int) -> None:
+    """The answer is the 'z y' inside a 30-word context: longer than one window at max_length 24."""
+    rng = random.Random(seed)
+    paragraphs = []
+    for i in range(count):
+        words = [rng.choice(WORDS) for _ in range(30)]
+        at = rng.randrange(29)
+        words[at], words[at + 1] = "z", "y"
+        context = " ".join(words)
+        start = len(" ".join(words[:at])) + (1 if at else 0)
+        paragraphs.append({"context": context, "qas": [{"id": f"q{i}", "question": "x",
+                                                        "answers": [{"text": "z y", "answer_start": start}]}]})
+    path.write_text(json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": paragraphs}]}))

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import transformers
 from torch.testing import assert_close
 
-from conftest import tiny_hf_model, write_classification
+from conftest import tiny_hf_model, write_classification, write_conll, write_squad
 from nlpforge.checkpoint import load_checkpoint
 from nlpforge.compress.distill import (
     annealed_targets,
@@ -137,3 +137,37 @@ def test_distill_errors(teacher_dir: Path, tmp_path: Path, tiny_vocab: Path) -> 
     with pytest.raises(ConfigError, match="tokenizer differs"):
         distill(DistillArgs(task="classify", teachers=[str(teacher_dir), str(other)], train=train,
                             out=str(tmp_path / "s"), progress=False))
+
+
+def test_narrower_preset_student_learns_through_a_projection(teacher_dir: Path, tmp_path: Path) -> None:
+    """A fresh 'tiny-bert'-shaped student of hidden 16 (teacher: 32) with hidden-state matching."""
+    from nlpforge.config import PRESETS
+
+    PRESETS["tiny-narrow-test"] = dict(PRESETS["tiny-bert"], hidden_size=16, num_heads=4, intermediate_size=24,
+                                       num_layers=1)
+    try:
+        summary = distill(DistillArgs(task="classify", teachers=[str(teacher_dir)], train=str(tmp_path / "train.tsv"),
+                                      out=str(tmp_path / "narrow"), student="tiny-narrow-test", epochs=2,
+                                      batch_size=16, learning_rate=3e-3, max_length=16, progress=False,
+                                      hidden_weight=1.0))
+    finally:
+        del PRESETS["tiny-narrow-test"]
+    student = load_checkpoint(tmp_path / "narrow")
+    assert student.config.hidden_size == 16 and summary["layer_map"] == [2]
+
+
+@pytest.mark.parametrize("task", ["tag", "span_qa"])
+def test_token_level_tasks_distil(task: str, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """KD over tag distributions (labelled tokens) and over QA start/end positions (cached, padded)."""
+    suffix = "txt" if task == "tag" else "json"
+    writer = write_conll if task == "tag" else write_squad
+    writer(tmp_path / f"train.{suffix}", 40, 0)
+    finetune(FinetuneArgs(task=task, model=str(tiny_bert_dir), train=str(tmp_path / f"train.{suffix}"),
+                          out=str(tmp_path / "teacher"), epochs=1, batch_size=16, max_length=24, progress=False))
+    data = str(tmp_path / f"train.{suffix}")
+    summary = distill(DistillArgs(task=task, teachers=[str(tmp_path / "teacher")], train=data, eval=data,
+                                  out=str(tmp_path / "student"), layers=1, epochs=1, batch_size=16, max_length=24,
+                                  progress=False))
+    records = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records if "loss" in r)
+    assert summary["best"] is not None and load_checkpoint(tmp_path / "student").config.num_layers == 1

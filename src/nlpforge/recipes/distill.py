@@ -36,10 +36,12 @@ from nlpforge.compress.distill import (
     student_from_teacher,
     uniform_layer_map,
 )
+from nlpforge.config import PRESETS, ModelConfig
 from nlpforge.data.collate import collate
 from nlpforge.errors import ConfigError
 from nlpforge.inference import forward_batches
 from nlpforge.recipes.finetune import adamw, flush_window, linear_schedule, log_line, seed_everything
+from nlpforge.tasks import TASK_MODELS
 from nlpforge.tasks.runners import RUNNERS, DataOptions
 
 NEG_INF = -1e4  # teacher logit for padding positions of cached per-token logits: probability 0
@@ -54,7 +56,7 @@ class DistillArgs:
     eval: str | None = None
     layers: int = 4  # student depth, initialised from uniformly spaced teacher layers
     layer_map: list[int] | None = None  # explicit 1-based teacher layers for the student
-    student: str | None = None  # start from this checkpoint instead of teacher layers
+    student: str | None = None  # start from this checkpoint, or a fresh model of this preset (config.PRESETS)
     epochs: float = 3.0
     batch_size: int = 32
     learning_rate: float = 1e-4
@@ -126,6 +128,17 @@ def stack_cached(rows: list[int], cached: list[list[torch.Tensor]], width: int, 
     return views
 
 
+def preset_student(preset: str, teacher: nn.Module, task: str) -> nn.Module:
+    """A randomly initialised task model of a named shape (narrower or shallower than the teacher) that
+    shares the teacher's vocabulary, positions, token types and labels."""
+    config = teacher.config
+    student_config = ModelConfig.from_name(
+        preset, model_type=config.model_type, vocab_size=config.vocab_size, max_positions=config.max_positions,
+        type_vocab_size=config.type_vocab_size, pad_token_id=config.pad_token_id, num_labels=config.num_labels,
+        has_pooler=False)
+    return TASK_MODELS[task](student_config)
+
+
 def distill(args: DistillArgs) -> dict[str, Any]:
     """Train the student; the best (or last, without --eval) goes to ``args.out``; returns a summary."""
     if args.threads:
@@ -145,7 +158,10 @@ def distill(args: DistillArgs) -> dict[str, Any]:
             raise ConfigError(f"{path}: its labels differ from {args.teachers[0]}'s")
     tokenizer, labels = first.tokenizer, first.meta.get("labels")
 
-    if args.student:
+    if args.student in PRESETS:
+        student, layer_map = preset_student(args.student, first.model, args.task), args.layer_map
+        layer_map = layer_map or uniform_layer_map(first.config.num_layers, student.config.num_layers)
+    elif args.student:
         start = load_checkpoint(args.student)
         if start.tokenizer is None or start.tokenizer.get_vocab() != tokenizer.get_vocab():
             raise ConfigError(f"{args.student}: the student's tokenizer differs from the teachers'")
