@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
 E5 = ROOT.parent / "shared" / "models" / "multilingual-e5-small-zhen"
 MAX_LENGTH = 64
-DISTILL = dict(layers=4, epochs=2.0, batch_size=32, learning_rate=1e-4, temperature=2.0, alpha=0.9)
+DISTILL = dict(layers=4, epochs=2.0, batch_size=32, learning_rate=1e-4, temperature=2.0, alpha=0.9, hidden_weight=0.0)
 
 
 def write_slice(size: int, path: Path) -> None:
@@ -58,7 +58,11 @@ def textbrewer_student_accuracy(teacher_dir: Path, train_file: Path, work: Path)
     options = DataOptions()
     features = runner.encode(teacher.tokenizer, runner.read(train_file, options), teacher.meta["labels"],
                              MAX_LENGTH, options)
-    collator = transformers.DataCollatorWithPadding(teacher.tokenizer)
+    padder = transformers.DataCollatorWithPadding(teacher.tokenizer)
+
+    def collator(features: list[dict]) -> dict:  # TextBrewer calls model(**batch) only for a plain dict
+        return dict(padder(features))
+
     generator = torch.Generator().manual_seed(42)
     loader = torch.utils.data.DataLoader(features, batch_size=DISTILL["batch_size"], shuffle=True,
                                          collate_fn=collator, generator=generator)
@@ -101,9 +105,16 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=8000)
     parser.add_argument("--epochs", type=float, default=DISTILL["epochs"])
     parser.add_argument("--skip-textbrewer", action="store_true")
+    parser.add_argument("--hidden-weight", type=float, default=0.0, help="hidden-state MSE weight (ours only)")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--work", type=Path, help="keep the teacher here and reuse it when present")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "compress_sst2.json")
     args = parser.parse_args()
-    DISTILL["epochs"] = args.epochs
+    DISTILL["epochs"], DISTILL["hidden_weight"] = args.epochs, args.hidden_weight
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     for path in (SST2, E5):
         if not path.exists():
             sys.exit(f"error: {path} not found")
@@ -113,12 +124,14 @@ def main() -> None:
     from nlpforge.recipes.finetune import FinetuneArgs, finetune
 
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         write_slice(args.train_size, work / "train.tsv")
         start = time.perf_counter()
-        finetune(FinetuneArgs(task="classify", model=str(E5), train=str(work / "train.tsv"),
-                              eval=str(SST2 / "dev.tsv"), out=str(work / "teacher"), epochs=1, batch_size=32,
-                              learning_rate=5e-5, max_length=MAX_LENGTH, progress=False, save_every=10**9))
+        if not (work / "teacher" / "nlpforge.json").is_file():
+            finetune(FinetuneArgs(task="classify", model=str(E5), train=str(work / "train.tsv"),
+                                  eval=str(SST2 / "dev.tsv"), out=str(work / "teacher"), epochs=1, batch_size=32,
+                                  learning_rate=5e-5, max_length=MAX_LENGTH, progress=False, save_every=10**9))
         teacher_seconds = time.perf_counter() - start
         print(f"teacher fine-tuned in {teacher_seconds:.0f} s", file=sys.stderr)
         start = time.perf_counter()
@@ -127,13 +140,13 @@ def main() -> None:
                                        layers=DISTILL["layers"], epochs=DISTILL["epochs"],
                                        batch_size=DISTILL["batch_size"], learning_rate=DISTILL["learning_rate"],
                                        temperature=DISTILL["temperature"], alpha=DISTILL["alpha"],
-                                       max_length=MAX_LENGTH, progress=False))
+                                       hidden_weight=DISTILL["hidden_weight"], max_length=MAX_LENGTH,
+                                       progress=False))
         compress_seconds = time.perf_counter() - start
         report_md = (work / "compressed" / "report.md").read_text(encoding="utf-8")
-        (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
-        (ROOT / "benchmarks" / "results" / "compress_sst2_report.md").write_text(report_md, encoding="utf-8")
-        png = (work / "compressed" / "report.png").read_bytes()
-        (ROOT / "benchmarks" / "results" / "compress_sst2_report.png").write_bytes(png)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".md").write_text(report_md, encoding="utf-8")
+        args.out.with_suffix(".png").write_bytes((work / "compressed" / "report.png").read_bytes())
         print(report_md, file=sys.stderr)
         textbrewer = None if args.skip_textbrewer else textbrewer_student_accuracy(
             work / "teacher", work / "train.tsv", work)

@@ -244,6 +244,12 @@ def save_checkpoint(
     return write_directory_atomically(Path(out_dir), write)
 
 
+# Training state that a run keeps beside its best model; not part of the model artifact.
+TRAINING_STATE = ("resume", "metrics.jsonl")
+
+
 def directory_size(directory: Path) -> int:
-    """Bytes of all files under the directory."""
-    return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
+    """Bytes on disk of the model artifact: every file under the directory except training state."""
+    directory = Path(directory)
+    return sum(p.stat().st_size for p in directory.rglob("*")
+               if p.is_file() and p.relative_to(directory).parts[0] not in TRAINING_STATE)

@@ -30,14 +30,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from nlpforge.checkpoint import load_checkpoint, save_checkpoint, write_directory_atomically
+from nlpforge.checkpoint import TRAINING_STATE, load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.data.collate import collate
 from nlpforge.errors import ConfigError
 from nlpforge.tasks import task_model_from_encoder
 from nlpforge.tasks.runners import RUNNERS, DataOptions
 
-RESUME_DIR = "resume"
-METRICS_FILE = "metrics.jsonl"
+RESUME_DIR, METRICS_FILE = TRAINING_STATE
 
 
 @dataclass
