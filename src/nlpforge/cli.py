@@ -155,7 +155,8 @@ Encoding = Annotated[str | None, typer.Option(help="File encoding, e.g. gb18030 
 TokenColumn = Annotated[int | None, typer.Option(help="CoNLL token column (default 0).")]
 TagColumn = Annotated[int | None, typer.Option(help="CoNLL tag column (default -1, the last).")]
 Articles = Annotated[str | None, typer.Option(help="SQuAD JSON: keep articles START:STOP, e.g. 0:38.")]
-DocStride = Annotated[int | None, typer.Option(help="span_qa: tokens of overlap between context windows.")]
+DocStride = Annotated[int | None, typer.Option(help="span_qa: tokens of overlap between context windows "
+                                                    "(default: a third of --max-length).")]
 MaxAnswer = Annotated[int | None, typer.Option(help="span_qa: longest answer in tokens (default 30; 100 for Chinese).")]
 
 

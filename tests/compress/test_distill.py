@@ -162,12 +162,14 @@ def test_token_level_tasks_distil(task: str, tiny_bert_dir: Path, tmp_path: Path
     suffix = "txt" if task == "tag" else "json"
     writer = write_conll if task == "tag" else write_squad
     writer(tmp_path / f"train.{suffix}", 40, 0)
+    data_options = {}  # QA windows of 24 tokens: the default stride (a third) overlaps them by 8
     finetune(FinetuneArgs(task=task, model=str(tiny_bert_dir), train=str(tmp_path / f"train.{suffix}"),
-                          out=str(tmp_path / "teacher"), epochs=1, batch_size=16, max_length=24, progress=False))
+                          out=str(tmp_path / "teacher"), epochs=1, batch_size=16, max_length=24, progress=False,
+                          data=data_options))
     data = str(tmp_path / f"train.{suffix}")
     summary = distill(DistillArgs(task=task, teachers=[str(tmp_path / "teacher")], train=data, eval=data,
                                   out=str(tmp_path / "student"), layers=1, epochs=1, batch_size=16, max_length=24,
-                                  progress=False))
+                                  progress=False, data=data_options))
     records = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records if "loss" in r)
     assert summary["best"] is not None and load_checkpoint(tmp_path / "student").config.num_layers == 1

@@ -42,7 +42,7 @@ class DataOptions:
     token_column: int = 0
     tag_column: int = -1
     articles: tuple[int, int] | None = None  # SQuAD JSON: keep data[start:stop]
-    doc_stride: int = 128
+    doc_stride: int = 0  # span_qa: tokens of overlap between context windows; 0 = max_length // 3
     max_answer_length: int = 0  # tokens; 0 = 100 for Chinese contexts (one token per character), else 30
     n_best: int = 20
 
@@ -192,7 +192,7 @@ class SpanQARunner:
         answers = [next((a.text, a.start) for a in e.answers if a.start >= 0) for e in examples if e.answers]
         usable = [e for e in examples if e.answers]
         return span_qa.prepare_features(tokenizer, [e.question for e in usable], [e.context for e in usable],
-                                        max_length, data.doc_stride, answers)
+                                        max_length, doc_stride(data, max_length), answers)
 
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return _model_inputs(batch)
@@ -206,7 +206,7 @@ class SpanQARunner:
 
     def answers(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, questions: Sequence[str],
                 contexts: Sequence[str], max_length: int, batch_size: int, data: DataOptions) -> list[dict]:
-        features = span_qa.prepare_features(tokenizer, questions, contexts, max_length, data.doc_stride)
+        features = span_qa.prepare_features(tokenizer, questions, contexts, max_length, doc_stride(data, max_length))
         starts: list[np.ndarray] = [np.empty(0)] * len(features)
         ends: list[np.ndarray] = [np.empty(0)] * len(features)
         for rows, output in forward_batches(model, features, batch_size, tokenizer.pad_token_id):
@@ -236,6 +236,11 @@ class SpanQARunner:
                 labels: None, max_length: int, batch_size: int, data: DataOptions) -> list[dict[str, Any]]:
         return self.answers(model, tokenizer, [e.question for e in inputs], [e.context for e in inputs],
                             max_length, batch_size, data)
+
+
+def doc_stride(data: DataOptions, max_length: int) -> int:
+    """The overlap between QA context windows: as given, or a third of the window (128 of 384)."""
+    return data.doc_stride or max_length // 3
 
 
 def is_chinese(texts: Sequence[str]) -> bool:
