@@ -29,6 +29,17 @@ def test_save_then_transformers_and_nlpforge_load_the_same_model(tiny_bert_dir: 
 
 
 @pytest.mark.parametrize("name", ["BertForMaskedLM", "GPT2LMHeadModel"])
+def test_saved_files_are_readable_by_others(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    import os
+
+    loaded = load_checkpoint(tiny_bert_dir)
+    out = save_checkpoint(tmp_path / "out", loaded.model, loaded.config, loaded.tokenizer, loaded.head, meta={})
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in out.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
+
+
 def test_tied_heads_survive_save(name: str, tmp_path: Path) -> None:
     tiny_hf_model(name).save_pretrained(tmp_path / "src")
     loaded = load_checkpoint(tmp_path / "src")

@@ -201,12 +201,15 @@ def write_directory_atomically(out_dir: Path, write: Callable[[Path], None], las
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(tmp)
         staged = sorted((p for p in tmp.rglob("*") if p.is_file()), key=lambda p: p.name == last)
         for path in staged:
             target = out_dir / path.relative_to(tmp)
             target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, 0o666 & ~umask)  # some writers create private (0600) files; a model is shared
             os.replace(path, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
