@@ -28,7 +28,6 @@ def test_save_then_transformers_and_nlpforge_load_the_same_model(tiny_bert_dir: 
     assert transformers.AutoTokenizer.from_pretrained(out)("ab c")["input_ids"] == loaded.tokenizer("ab c")["input_ids"]
 
 
-@pytest.mark.parametrize("name", ["BertForMaskedLM", "GPT2LMHeadModel"])
 def test_saved_files_are_readable_by_others(tiny_bert_dir: Path, tmp_path: Path) -> None:
     import os
 
@@ -40,6 +39,7 @@ def test_saved_files_are_readable_by_others(tiny_bert_dir: Path, tmp_path: Path)
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
 
 
+@pytest.mark.parametrize("name", ["BertForMaskedLM", "GPT2LMHeadModel"])
 def test_tied_heads_survive_save(name: str, tmp_path: Path) -> None:
     tiny_hf_model(name).save_pretrained(tmp_path / "src")
     loaded = load_checkpoint(tmp_path / "src")
