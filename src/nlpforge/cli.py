@@ -291,7 +291,7 @@ def evaluate(
 
 @app.command()
 def predict(
-    checkpoint: Annotated[str, typer.Argument(help="Fine-tuned checkpoint directory.")],
+    checkpoint: Annotated[str, typer.Argument(help="Fine-tuned checkpoint or ONNX export directory.")],
     input: Annotated[str, typer.Option("--input", help="One input per line (text, or a JSON object); - = stdin.")],
     output: Annotated[Path | None, typer.Option(help="JSONL file to write (default: stdout).")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
@@ -303,8 +303,12 @@ def predict(
     {"question", "context"} (span_qa); other lines are plain text.
     """
     from nlpforge.data.text import read_lines
+    from nlpforge.predictor import Predictor
 
-    loaded, runner, options = _load_task_checkpoint(checkpoint)
+    predictor = Predictor.load(checkpoint, batch_size=batch_size)
+    if predictor.task is None:
+        raise ConfigError(f"{checkpoint}: is not a fine-tuned task model; train one with `nlpforge train` "
+                          "(or use `nlpforge embed` for a bare encoder)")
     if input == "-":
         lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
         source = "<stdin>"
@@ -321,17 +325,20 @@ def predict(
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise InputDataError(f"{where}: not valid JSON ({error.msg})") from None
-        inputs.append(runner.parse_input(record, where))
-    predictions = runner.predict(loaded.model, loaded.tokenizer, inputs, loaded.meta.get("labels"),
-                                 loaded.meta.get("max_length", 128), batch_size, options)
+        inputs.append(predictor.parse(record, where))
+    predictions = predictor.predict_parsed(inputs)
     text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
     if output is None:
         sys.stdout.write(text)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    _write_text_atomic(output, text)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, output)
+    os.replace(tmp, path)
 
 
 @app.command()
@@ -420,6 +427,102 @@ def compress(
         threads=threads, data=data))
     typer.echo((out / "report.md").read_text(encoding="utf-8"))
     typer.echo(f"report: {out / 'report.json'}, {out / 'report.png'} ({len(report['stages'])} stages)")
+
+class Backend(str, Enum):
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
+@app.command()
+def serve(
+    artifact: Annotated[str, typer.Argument(help="Checkpoint directory (fine-tuned, or a bare encoder for "
+                                                 "/v1/embed) or exported ONNX directory (fp32 or INT8).")],
+    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server to the network.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    backend: Annotated[Backend | None, typer.Option(help="Default: the artifact's own (ONNX -> onnxruntime). "
+                                                         "onnxruntime on a checkpoint exports it first.")] = None,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="Inputs per model call.")] = 32,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="How long a batch waits to fill up.")] = 5.0,
+    max_queue: Annotated[int, typer.Option(min=1, help="Inputs allowed to wait; beyond it: 503 + Retry-After.")]
+    = 256,
+    instances: Annotated[int, typer.Option(min=1, help="Model copies, each with its own worker thread.")] = 1,
+    api_key: Annotated[str | None, typer.Option(envvar="NLPFORGE_API_KEY",
+                                                help="Require 'Authorization: Bearer KEY' on /v1 and /metrics.")]
+    = None,
+    request_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before a queued request gets 504.")]
+    = 30.0,
+    max_inputs: Annotated[int, typer.Option(min=1, help="Inputs per request.")] = 64,
+    max_chars: Annotated[int, typer.Option(min=1, help="Characters per input.")] = 20_000,
+    max_body_bytes: Annotated[int, typer.Option(min=1024, help="Request body size limit.")] = 1 << 20,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads for the model(s) (0: all cores, split "
+                                                     "between instances).")] = 0,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve a model over HTTP: /v1/predict, /v1/embed, /health, /ready, /metrics, /docs, and a playground at /."""
+    import torch
+    import uvicorn
+
+    from nlpforge.predictor import Predictor
+    from nlpforge.serve.app import ServeSettings, create_app
+
+    per_instance = max(1, (threads or os.cpu_count() or 1) // instances)
+    torch.set_num_threads(per_instance)
+    settings = ServeSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                             request_timeout_s=request_timeout, max_body_bytes=max_body_bytes,
+                             max_inputs=min(max_inputs, max_queue), max_chars=max_chars, api_key=api_key)
+    predictors = [Predictor.load(artifact, backend.value if backend else None, per_instance, max_batch_size)
+                  for _ in range(instances)]
+    model = predictors[0]
+    typer.echo(f"serving {artifact} (task: {model.task or 'embeddings only'}, backend: {model.backend}, "
+               f"{instances} instance(s) x {per_instance} thread(s)) on http://{host}:{port}  "
+               f"playground: /  docs: /docs", err=True)
+    # SIGTERM/SIGINT: uvicorn stops accepting, lets in-flight requests finish (up to 30 s), then the
+    # app's shutdown drains the batcher.
+    uvicorn.run(create_app(predictors, settings), host=host, port=port, log_level=log_level,
+                timeout_graceful_shutdown=30, access_log=False)
+
+
+@app.command("bench-serve")
+def bench_serve(
+    url: Annotated[str, typer.Argument(help="Server URL (http://host:port, or a full /v1/predict or /v1/embed URL).")],
+    input: Annotated[Path, typer.Option("--input", help="One input per line: text, or a JSON object.")],
+    concurrency: Annotated[int, typer.Option(min=1, max=4096, help="Closed-loop clients.")] = 32,
+    duration: Annotated[float, typer.Option(min=0.1, help="Seconds of load.")] = 20.0,
+    rate: Annotated[float | None, typer.Option(min=0.1, help="Open loop: requests started per second "
+                                                             "(instead of closed-loop clients).")] = None,
+    max_in_flight: Annotated[int, typer.Option(min=1, help="Open loop: outstanding requests at most.")] = 1024,
+    inputs_per_request: Annotated[int, typer.Option(min=1)] = 1,
+    api_key: Annotated[str | None, typer.Option(envvar="NLPFORGE_API_KEY")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
+    encoding: Annotated[str, typer.Option(help="Input file encoding.")] = "utf-8",
+) -> None:
+    """Load-test a server; print throughput, p50/p95/p99 latency and counts by status."""
+    import asyncio
+    from urllib.parse import urlparse
+
+    from nlpforge.data.text import read_lines
+    from nlpforge.serve.loadgen import run_load
+
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"URL {url!r}: expected http://host:port[/v1/predict]")
+    if parsed.path in ("", "/"):
+        url = url.rstrip("/") + "/v1/predict"
+    inputs: list[object] = []
+    for number, line in enumerate(read_lines(input, encoding), start=1):
+        if line.lstrip().startswith("{"):
+            try:
+                inputs.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise InputDataError(f"{input}:{number}: not valid JSON ({error.msg})") from None
+        else:
+            inputs.append(line)
+    result = asyncio.run(run_load(url, inputs, concurrency, duration, rate, max_in_flight, inputs_per_request,
+                                  api_key))
+    typer.echo(result.summary())
+    if json_out is not None:
+        _write_text_atomic(json_out, json.dumps(result.as_dict(), indent=2) + "\n")
 
 
 def main() -> None:

@@ -1,0 +1,180 @@
+"""``Predictor``: any nlpforge artifact behind one call, ``predict(inputs)`` / ``embed(texts)``.
+
+The same object backs ``nlpforge predict``, the HTTP server (serve/app.py wraps it, nothing more)
+and user code::
+
+    from nlpforge import Predictor
+    predictor = Predictor.load("quickstart-model")            # checkpoint -> torch
+    predictor.predict(["a gorgeous, witty film"])              # [{"label": "1", "score": ..., ...}]
+    Predictor.load("out/student-int8-onnx").predict([...])    # ONNX (fp32 or INT8) -> onnxruntime
+
+Inputs per task: classify takes a string or ``{"text", "text_pair"}``; tag takes a string or
+``{"text"}``; span_qa takes ``{"question", "context"}``. ``parse`` checks one raw input and raises
+``InputDataError`` naming where it came from, so callers can reject bad input before queueing it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from nlpforge.compress.export import ONNX_FILE, OnnxModel, export_onnx
+from nlpforge.compress.quantize import load_artifact
+from nlpforge.embed import embed_texts
+from nlpforge.errors import ConfigError, InputDataError
+from nlpforge.models.bert import BertModel
+from nlpforge.tasks import TASK_MODELS
+from nlpforge.tasks.runners import RUNNERS, DataOptions, TaskRunner
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+@dataclass
+class Predictor:
+    """A loaded model with its tokenizer and task, ready for batched inference (eval mode, no grad)."""
+
+    model: nn.Module | OnnxModel
+    tokenizer: PreTrainedTokenizerBase
+    meta: dict[str, Any]
+    backend: str
+    path: str
+    batch_size: int = 32
+    # The temporary ONNX export of a checkpoint served with --backend onnxruntime (kept alive here).
+    _export_dir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, artifact: str | os.PathLike[str], backend: str | None = None, threads: int | None = None,
+             batch_size: int = 32) -> Predictor:
+        """Load a checkpoint directory (or hub name) or an exported ONNX directory.
+
+        ``backend``: None picks the artifact's own (ONNX -> onnxruntime, checkpoint -> torch);
+        ``onnxruntime`` on a torch checkpoint exports it to ONNX first (fp32, a temporary directory).
+        ``threads``: intra-op threads for onnxruntime (torch uses its process-wide setting).
+        """
+        if backend not in (None, *BACKENDS):
+            raise ConfigError(f"backend {backend!r} is not supported; use one of {', '.join(BACKENDS)}")
+        path = str(artifact)
+        is_onnx = (Path(path) / ONNX_FILE).is_file()
+        if is_onnx and backend == "torch":
+            raise ConfigError(f"{path}: is an ONNX export; serve it with --backend onnxruntime "
+                              "(or pass the torch checkpoint it came from)")
+        export_dir = None
+        if backend == "onnxruntime" and not is_onnx:
+            model, tokenizer, meta = load_artifact(path)
+            export_dir = tempfile.TemporaryDirectory(prefix="nlpforge-serve-onnx-")
+            export_onnx(model, export_dir.name, tokenizer, meta)
+            path_to_load = export_dir.name
+        else:
+            path_to_load = path
+        model, tokenizer, meta = load_artifact(path_to_load, threads=threads)
+        if tokenizer is None:
+            raise ConfigError(f"{path}: has no tokenizer files; save the tokenizer next to the model")
+        task = meta.get("task") or _head_of(model)
+        if task is not None and task not in RUNNERS:
+            raise ConfigError(f"{path}: task {task!r} cannot be served; supported: {', '.join(RUNNERS)}")
+        meta = {**meta, "task": task}  # a plain transformers task checkpoint has no nlpforge.json
+        return cls(model, tokenizer, meta, "onnxruntime" if isinstance(model, OnnxModel) else "torch", path,
+                   batch_size, export_dir)
+
+    # ------------------------------------------------------------------ what the model can do
+
+    @property
+    def task(self) -> str | None:
+        """classify / tag / span_qa, or None for a bare encoder (embeddings only)."""
+        return self.meta.get("task")
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.meta.get("labels")
+
+    @property
+    def max_length(self) -> int:
+        return int(self.meta.get("max_length", 128))
+
+    @property
+    def encoder(self) -> nn.Module | OnnxModel | None:
+        """The module that yields last hidden states (for embed): a bare encoder, a task model's
+        torch encoder, or None (an ONNX task model exports only its head's logits)."""
+        if isinstance(self.model, BertModel) or (isinstance(self.model, OnnxModel) and self.model.head == "base"):
+            return self.model
+        return getattr(self.model, "encoder", None)
+
+    def describe(self) -> dict[str, Any]:
+        """What the model is, for /ready and the playground."""
+        return {"path": self.path, "task": self.task, "backend": self.backend, "labels": self.labels,
+                "max_length": self.max_length, "precision": self.meta.get("precision", "fp32"),
+                "embed": self.encoder is not None}
+
+    # ------------------------------------------------------------------ inference
+
+    def parse(self, record: Any, where: str) -> Any:
+        """One raw input (a string or a JSON object) -> the task's input; InputDataError names ``where``."""
+        runner = self._runner()
+        if isinstance(record, dict):
+            allowed = {"classify": {"text", "text_pair"}, "tag": {"text"}, "span_qa": {"question", "context"}}
+            unknown = sorted(set(record) - allowed[self.task])
+            if unknown:
+                raise InputDataError(f"{where}: unknown field {unknown[0]!r}; a {self.task} input takes "
+                                     f"{', '.join(sorted(allowed[self.task]))}")
+            pair = record.get("text_pair")
+            if self.task == "classify" and pair is not None and (not isinstance(pair, str) or not pair.strip()):
+                raise InputDataError(f"{where}.text_pair: must be a non-empty string")
+        elif not isinstance(record, str):
+            kind = "a JSON object with 'question' and 'context'" if self.task == "span_qa" else "a string"
+            raise InputDataError(f"{where}: must be {kind}, not {json_type(record)}")
+        elif not record.strip():
+            raise InputDataError(f"{where}: must be a non-empty string")
+        return runner.parse_input(record, where)
+
+    def predict_parsed(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
+        """Predictions for inputs already checked by ``parse``, in order (batched by length)."""
+        runner = self._runner()
+        options = DataOptions(**(self.meta.get("data") or {}))
+        with torch.inference_mode():
+            return runner.predict(self.model, self.tokenizer, inputs, self.labels, self.max_length,
+                                  self.batch_size, options)
+
+    def predict(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
+        """classify -> label, score, scores; tag -> entities with character offsets;
+        span_qa -> answer, score, start, end."""
+        return self.predict_parsed([self.parse(record, f"inputs[{i}]") for i, record in enumerate(inputs)])
+
+    def embed(self, texts: Sequence[str], pooling: str = "mean") -> np.ndarray:
+        """(N, H) float32 sentence vectors (mean pooling over the encoder's last hidden states)."""
+        encoder = self.encoder
+        if encoder is None:
+            raise ConfigError(f"{self.path}: an ONNX {self.task} model has no hidden-state output; "
+                              "serve the torch checkpoint (or an ONNX export of the bare encoder) to embed")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise InputDataError(f"inputs[{i}]: must be a non-empty string")
+        return embed_texts(encoder, self.tokenizer, texts, pooling, self.batch_size, self.max_length,
+                           progress=False)
+
+    def _runner(self) -> TaskRunner:
+        if self.task is None:
+            raise ConfigError(f"{self.path}: is a bare encoder with no task head; it can only embed")
+        return RUNNERS[self.task]
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for error messages (None -> null)."""
+    names = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string",
+             list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _head_of(model: nn.Module | OnnxModel) -> str | None:
+    """The task of a model by its head (None for a bare encoder)."""
+    if isinstance(model, OnnxModel):
+        return None if model.head == "base" else model.head
+    return next((head for head, cls in TASK_MODELS.items() if isinstance(model, cls)), None)

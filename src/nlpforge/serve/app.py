@@ -1,0 +1,263 @@
+"""The HTTP adapter: FastAPI routes over ``Predictor`` objects, through the dynamic batcher.
+
+Routes: ``POST /v1/predict``, ``POST /v1/embed``, ``GET /v1/model``, ``GET /health`` (alive),
+``GET /ready`` (loaded and warmed), ``GET /metrics`` (Prometheus), ``GET /`` (playground page),
+``GET /docs`` (OpenAPI). Every error is JSON ``{"error": message, "field": name-or-null}``: 4xx for
+anything a client sends (the message names the field), 503 + Retry-After when the queue is full
+or the server is draining, 504 when a request outlives ``request_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.exceptions import HTTPException
+
+from nlpforge.errors import NlpforgeError
+from nlpforge.predictor import Predictor, json_type
+from nlpforge.serve.batcher import DynamicBatcher, QueueFullError, ShuttingDownError
+from nlpforge.serve.metrics import MetricsMiddleware, ServerMetrics
+
+API_VERSION = "v1"
+WARMUP_INPUT = {"classify": "warm up", "tag": "warm up", "span_qa": {"question": "what?", "context": "warm up"}}
+
+
+@dataclass
+class ServeSettings:
+    """Batching, limits and auth of one server (the ``nlpforge serve`` flags)."""
+
+    max_batch_size: int = 32
+    max_wait_ms: float = 5.0
+    max_queue: int = 256  # inputs waiting for the model; beyond it requests get 503
+    request_timeout_s: float = 30.0
+    max_body_bytes: int = 1 << 20
+    max_inputs: int = 64  # per request
+    max_chars: int = 20_000  # per input (all its strings together)
+    api_key: str | None = None
+    retry_after_s: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_inputs > self.max_queue:
+            raise NlpforgeError(f"max inputs per request ({self.max_inputs}) exceeds the queue bound "
+                                f"({self.max_queue}); raise --max-queue or lower the inputs limit")
+
+
+class ClientError(Exception):
+    """A request the server refuses; becomes ``{"error", "field"}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field, self.headers = status, message, field, headers
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False), status, headers, media_type="application/json")
+
+
+def create_app(predictors: Sequence[Predictor], settings: ServeSettings | None = None) -> FastAPI:
+    """An app serving ``predictors`` (one per model instance, all loaded from the same artifact)."""
+    settings = settings or ServeSettings()
+    model = predictors[0]
+    state = {"ready": False}
+
+    def run_batch(predictor: Predictor):
+        def run(kind: str, inputs: list[Any]) -> list[Any]:
+            if kind == "embed":
+                return [vector.tolist() for vector in predictor.embed(inputs)]
+            return predictor.predict_parsed(inputs)
+        return run
+
+    metrics: ServerMetrics
+    batcher = DynamicBatcher([run_batch(p) for p in predictors], settings.max_batch_size, settings.max_wait_ms,
+                             settings.max_queue, on_batch=lambda size, wait: metrics.on_batch(size, wait))
+    metrics = ServerMetrics(lambda: batcher.queue_depth, lambda: batcher.in_flight)
+
+    async def warm_up() -> None:
+        loop = asyncio.get_running_loop()
+        for predictor in predictors:
+            if model.task is None:
+                await loop.run_in_executor(None, predictor.embed, ["warm up"])
+            else:
+                await loop.run_in_executor(None, predictor.predict, [WARMUP_INPUT[model.task]])
+        state["ready"] = True
+        metrics.ready.set(1)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        warming = asyncio.create_task(warm_up())
+        yield
+        warming.cancel()
+        await batcher.stop()  # uvicorn has stopped accepting; finish what is queued
+
+    app = FastAPI(title="nlpforge", version=API_VERSION, lifespan=lifespan,
+                  description=f"Model: {model.path} (task: {model.task or 'embeddings only'}, "
+                              f"backend: {model.backend})")
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.exception_handler(ClientError)
+    async def client_error(request: Request, error: ClientError) -> Response:
+        return _json({"error": error.message, "field": error.field}, error.status, error.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        return _json({"error": str(error.detail), "field": None}, error.status_code, error.headers)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, error: Exception) -> Response:
+        return _json({"error": f"internal error ({type(error).__name__}); see the server log", "field": None}, 500)
+
+    async def authorized(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
+            raise ClientError(401, "missing or wrong API key; send the header 'Authorization: Bearer <key>'",
+                              "Authorization", {"WWW-Authenticate": "Bearer"})
+
+    async def run(kind: str, inputs: list[Any]) -> list[Any]:
+        if not state["ready"]:
+            raise ClientError(503, "the model is still warming up; retry shortly", None,
+                              {"Retry-After": str(settings.retry_after_s)})
+        try:
+            return await batcher.submit(kind, inputs, settings.request_timeout_s)
+        except QueueFullError:
+            raise ClientError(503, f"server busy: {batcher.queue_depth} inputs queued (limit {settings.max_queue});"
+                              " retry later", None, {"Retry-After": str(settings.retry_after_s)}) from None
+        except ShuttingDownError:
+            raise ClientError(503, "server is shutting down; retry on another replica", None,
+                              {"Retry-After": str(settings.retry_after_s)}) from None
+        except TimeoutError:
+            raise ClientError(504, f"no result within {settings.request_timeout_s:g} s; the server is overloaded",
+                              None) from None
+
+    request_schema = {
+        "type": "object", "required": ["inputs"], "additionalProperties": False,
+        "properties": {"inputs": {
+            "type": "array", "minItems": 1, "maxItems": settings.max_inputs,
+            "description": "classify: strings or {text, text_pair}; tag: strings or {text}; "
+                           "span_qa: {question, context}; embed: strings",
+            "items": {"anyOf": [{"type": "string"}, {"type": "object"}]}}},
+        "example": {"inputs": ["a gorgeous, witty film"]},
+    }
+    body_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": request_schema}}}}
+
+    @app.post(f"/{API_VERSION}/predict", dependencies=[Depends(authorized)], openapi_extra=body_doc,
+              summary="Predict: labels + scores, entities with offsets, or answer + score + offsets")
+    async def predict(request: Request) -> Response:
+        if model.task is None:
+            raise ClientError(400, f"{model.path} is an encoder without a task head; use /{API_VERSION}/embed")
+        raw = _inputs_of(await _read_json(request, settings.max_body_bytes), settings)
+        parsed = [_parse(model, record, i) for i, record in enumerate(raw)]
+        start = time.perf_counter()
+        outputs = await run("predict", parsed)
+        return _json({"outputs": outputs, "latency_ms": round(1000 * (time.perf_counter() - start), 2)})
+
+    @app.post(f"/{API_VERSION}/embed", dependencies=[Depends(authorized)], openapi_extra=body_doc,
+              summary="Sentence embeddings (mean pooling of the encoder's last hidden states)")
+    async def embed(request: Request) -> Response:
+        if model.encoder is None:
+            raise ClientError(400, f"{model.path}: an ONNX {model.task} model has no hidden-state output; "
+                              "serve its torch checkpoint to embed")
+        raw = _inputs_of(await _read_json(request, settings.max_body_bytes), settings)
+        for i, text in enumerate(raw):
+            if not isinstance(text, str) or not text.strip():
+                raise ClientError(422, f"inputs[{i}]: must be a non-empty string", f"inputs[{i}]")
+        start = time.perf_counter()
+        vectors = await run("embed", raw)
+        return _json({"embeddings": vectors, "dimension": len(vectors[0]),
+                      "latency_ms": round(1000 * (time.perf_counter() - start), 2)})
+
+    @app.get(f"/{API_VERSION}/model", dependencies=[Depends(authorized)], summary="What is being served")
+    async def describe() -> Response:
+        return _json(model.describe())
+
+    @app.get("/health", summary="Alive (the process answers)")
+    async def health() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/ready", summary="Ready: the model is loaded and warmed up")
+    async def ready() -> Response:
+        body = {"ready": state["ready"], "task": model.task, "labels": model.labels,
+                "auth": settings.api_key is not None, "queue_depth": batcher.queue_depth}
+        return _json(body, 200 if state["ready"] else 503)
+
+    @app.get("/metrics", dependencies=[Depends(authorized)], summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=ServerMetrics.content_type)
+
+    playground = (files("nlpforge") / "serve" / "playground.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, summary="Web playground")
+    async def page() -> HTMLResponse:
+        return HTMLResponse(playground)
+
+    app.state.batcher, app.state.metrics, app.state.settings = batcher, metrics, settings
+    return app
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    """The request body parsed as JSON, refused (413) past ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ClientError(413, f"body of {declared} bytes exceeds the limit of {limit}; send fewer inputs")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ClientError(413, f"body exceeds the limit of {limit} bytes; send fewer inputs")
+    if not body:
+        raise ClientError(400, 'empty body; send JSON like {"inputs": ["some text"]}')
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ClientError(400, f"body is not valid JSON ({error})") from None
+
+
+def _inputs_of(payload: Any, settings: ServeSettings) -> list[Any]:
+    """The ``inputs`` list of a request body, checked for shape and size (one input may be given bare)."""
+    if not isinstance(payload, dict):
+        raise ClientError(422, f'body must be a JSON object like {{"inputs": [...]}}, not {json_type(payload)}')
+    unknown = sorted(set(payload) - {"inputs"})
+    if unknown:
+        raise ClientError(422, f"unknown field {unknown[0]!r}; the body takes only 'inputs'", unknown[0])
+    if "inputs" not in payload or payload["inputs"] is None:
+        raise ClientError(422, "field 'inputs' is required: a list of inputs", "inputs")
+    inputs = payload["inputs"]
+    if isinstance(inputs, (str, dict)):
+        inputs = [inputs]
+    if not isinstance(inputs, list):
+        raise ClientError(422, f"field 'inputs' must be a list, not {json_type(inputs)}", "inputs")
+    if not inputs:
+        raise ClientError(422, "field 'inputs' is empty; send at least one input", "inputs")
+    if len(inputs) > settings.max_inputs:
+        raise ClientError(413, f"{len(inputs)} inputs exceed the limit of {settings.max_inputs} per request; "
+                          "split the request", "inputs")
+    for i, record in enumerate(inputs):
+        strings = record.values() if isinstance(record, dict) else [record]
+        chars = sum(len(s) for s in strings if isinstance(s, str))
+        if chars > settings.max_chars:
+            raise ClientError(413, f"inputs[{i}]: {chars} characters exceed the limit of {settings.max_chars}",
+                              f"inputs[{i}]")
+    return inputs
+
+
+def _parse(model: Predictor, record: Any, index: int) -> Any:
+    where = f"inputs[{index}]"
+    try:
+        return model.parse(record, where)
+    except NlpforgeError as error:
+        message = str(error)
+        field = message.split(":", 1)[0] if message.startswith(where) else where
+        raise ClientError(422, message, field) from None

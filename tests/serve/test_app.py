@@ -1,0 +1,237 @@
+"""The HTTP adapter in-process: same answers as the Predictor, 4xx for every bad request, 401, 503, 504."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import tiny_hf_model, tiny_tokenizer
+from nlpforge.predictor import Predictor
+from nlpforge.serve.app import ServeSettings, create_app
+
+HF_CLASSES = {"classify": "BertForSequenceClassification", "tag": "BertForTokenClassification",
+              "span_qa": "BertForQuestionAnswering", "encoder": "BertModel"}
+
+
+def tiny_checkpoint(tmp_path: Path, vocab: Path, kind: str) -> Path:
+    out = tmp_path / kind
+    tiny_hf_model(HF_CLASSES[kind]).save_pretrained(out)
+    tiny_tokenizer(vocab).save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def classifier(tmp_path: Path, tiny_vocab: Path) -> Predictor:
+    return Predictor.load(tiny_checkpoint(tmp_path, tiny_vocab, "classify"))
+
+
+def ready_client(app) -> TestClient:
+    client = TestClient(app)
+    client.__enter__()
+    deadline = time.monotonic() + 30
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, "server never became ready"
+        time.sleep(0.02)
+    return client
+
+
+@pytest.fixture
+def client(classifier: Predictor):
+    client = ready_client(create_app([classifier]))
+    yield client
+    client.__exit__(None, None, None)
+
+
+def test_predict_equals_the_predictor(client: TestClient, classifier: Predictor) -> None:
+    inputs = ["a b c", {"text": "d e", "text_pair": "f g"}, "h"]
+    response = client.post("/v1/predict", json={"inputs": inputs})
+    assert response.status_code == 200
+    body = response.json()
+    expected = classifier.predict(inputs)
+    assert [o["label"] for o in body["outputs"]] == [e["label"] for e in expected]
+    for got, want in zip(body["outputs"], expected, strict=True):
+        assert got["scores"] == pytest.approx(want["scores"], abs=1e-6)
+    assert body["latency_ms"] > 0
+
+
+def test_embed_equals_the_predictor(client: TestClient, classifier: Predictor) -> None:
+    response = client.post("/v1/embed", json={"inputs": ["a b", "c d e"]})
+    assert response.status_code == 200
+    vectors = np.array(response.json()["embeddings"])
+    np.testing.assert_allclose(vectors, classifier.embed(["a b", "c d e"]), atol=1e-5)
+    assert response.json()["dimension"] == 32
+
+
+def test_tag_and_span_qa_shapes(tmp_path: Path, tiny_vocab: Path) -> None:
+    tagger = Predictor.load(tiny_checkpoint(tmp_path, tiny_vocab, "tag"))
+    reader = Predictor.load(tiny_checkpoint(tmp_path, tiny_vocab, "span_qa"))
+    with ready_client(create_app([tagger])) as client:
+        text = "a b c d"
+        entities = client.post("/v1/predict", json={"inputs": [text]}).json()["outputs"][0]["entities"]
+        assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
+        wrong = client.post("/v1/predict", json={"inputs": [{"question": "a", "context": "b"}]})
+        assert wrong.status_code == 422 and wrong.json()["field"] == "inputs[0]"
+    with ready_client(create_app([reader])) as client:
+        context = "a b c d e f"
+        answer = client.post("/v1/predict", json={"inputs": [{"question": "a", "context": context}]}).json()
+        answer = answer["outputs"][0]
+        assert context[answer["start"]:answer["end"]] == answer["answer"] and "score" in answer
+        bare = client.post("/v1/predict", json={"inputs": ["just text"]})
+        assert bare.status_code == 422 and "question" in bare.json()["error"]
+
+
+def test_bare_encoder_embeds_but_does_not_predict(tmp_path: Path, tiny_vocab: Path) -> None:
+    encoder = Predictor.load(tiny_checkpoint(tmp_path, tiny_vocab, "encoder"))
+    with ready_client(create_app([encoder])) as client:
+        assert client.post("/v1/embed", json={"inputs": ["a"]}).status_code == 200
+        response = client.post("/v1/predict", json={"inputs": ["a"]})
+        assert response.status_code == 400 and "/v1/embed" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"{", 400, None),
+        (b"", 400, None),
+        (b"\xff\xfe", 400, None),
+        (b"[1, 2]", 422, None),
+        (b"null", 422, None),
+        (b'{"texts": ["a"]}', 422, "texts"),
+        (b'{"inputs": null}', 422, "inputs"),
+        (b'{"inputs": 3}', 422, "inputs"),
+        (b'{"inputs": []}', 422, "inputs"),
+        (b'{"inputs": [null]}', 422, "inputs[0]"),
+        (b'{"inputs": ["a", ""]}', 422, "inputs[1]"),
+        (b'{"inputs": ["a", "   "]}', 422, "inputs[1]"),
+        (b'{"inputs": [42]}', 422, "inputs[0]"),
+        (b'{"inputs": [["a"]]}', 422, "inputs[0]"),
+        (b'{"inputs": [{"text": 1}]}', 422, "inputs[0]"),
+        (b'{"inputs": [{"text": "a", "text_pair": ""}]}', 422, "inputs[0].text_pair"),
+        (b'{"inputs": [{"question": "a", "context": "b"}]}', 422, "inputs[0]"),
+    ],
+)
+def test_bad_requests_get_4xx_naming_the_field(client: TestClient, body: bytes, status: int, field: str | None) -> None:
+    response = client.post("/v1/predict", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    assert response.json()["field"] == field and response.json()["error"]
+
+
+def test_size_limits(classifier: Predictor) -> None:
+    settings = ServeSettings(max_inputs=4, max_chars=50, max_body_bytes=2048)
+    with ready_client(create_app([classifier], settings)) as client:
+        assert client.post("/v1/predict", json={"inputs": ["a"] * 5}).status_code == 413
+        too_long = client.post("/v1/predict", json={"inputs": ["a", "b " * 30]})
+        assert too_long.status_code == 413 and too_long.json()["field"] == "inputs[1]"
+        big = client.post("/v1/predict", content=b'{"inputs": ["' + b"a" * 4000 + b'"]}')
+        assert big.status_code == 413 and "limit" in big.json()["error"]
+        assert client.post("/v1/predict", json={"inputs": ["a b"] * 4}).status_code == 200
+
+
+def test_api_key(classifier: Predictor) -> None:
+    with ready_client(create_app([classifier], ServeSettings(api_key="s3cret"))) as client:
+        body = {"inputs": ["a"]}
+        missing = client.post("/v1/predict", json=body)
+        assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+        wrong = client.post("/v1/predict", json=body, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        assert client.get("/metrics").status_code == 401
+        good = {"Authorization": "Bearer s3cret"}
+        assert client.post("/v1/predict", json=body, headers=good).status_code == 200
+        assert client.get("/metrics", headers=good).status_code == 200
+        assert client.get("/health").status_code == 200 and client.get("/ready").json()["auth"] is True
+
+
+def test_metrics_count_statuses_and_batches(client: TestClient) -> None:
+    client.post("/v1/predict", json={"inputs": ["a", "b", "c"]})
+    client.post("/v1/predict", json={"inputs": [""]})
+    text = client.get("/metrics").text
+    assert 'nlpforge_requests_total{route="/v1/predict",status="200"} 1.0' in text
+    assert 'nlpforge_requests_total{route="/v1/predict",status="422"} 1.0' in text
+    assert 'nlpforge_batch_size_bucket{le="4.0"} 1.0' in text  # the 3-input request, one model call
+    assert "nlpforge_queue_depth 0.0" in text and "nlpforge_ready 1.0" in text
+    assert 'nlpforge_request_seconds_count{route="/v1/predict"} 2.0' in text
+
+
+def test_docs_playground_and_unknown_routes(client: TestClient) -> None:
+    assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+    assert "nlpforge playground" in client.get("/").text
+    missing = client.get("/v2/predict")
+    assert missing.status_code == 404 and missing.json()["error"]
+    assert client.get("/v1/predict").status_code == 405
+
+
+class BlockingPredictor:
+    """Wraps a Predictor; model calls wait until ``release`` is set (to fill the queue on purpose)."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor, self.release, self.calls = predictor, threading.Event(), []
+
+    def __getattr__(self, name: str):
+        return getattr(self.predictor, name)
+
+    def predict_parsed(self, inputs):
+        self.calls.append(len(inputs))  # (the warm-up goes through predict, unblocked)
+        self.release.wait(10)
+        return self.predictor.predict_parsed(inputs)
+
+
+async def _started(app):
+    context = app.router.lifespan_context(app)
+    await context.__aenter__()
+    transport = httpx.ASGITransport(app=app)
+    client = httpx.AsyncClient(transport=transport, base_url="http://test")
+    while (await client.get("/ready")).status_code != 200:
+        await asyncio.sleep(0.01)
+    return context, client
+
+
+def test_full_queue_gets_503_with_retry_after_and_nothing_is_lost(classifier: Predictor) -> None:
+    blocking = BlockingPredictor(classifier)
+    app = create_app([blocking], ServeSettings(max_queue=4, max_inputs=2, max_batch_size=2, max_wait_ms=0))
+
+    async def scenario():
+        context, client = await _started(app)
+        first = asyncio.create_task(client.post("/v1/predict", json={"inputs": ["a", "b"]}))  # runs, blocked
+        await asyncio.sleep(0.2)
+        queued = [asyncio.create_task(client.post("/v1/predict", json={"inputs": ["c", "d"]})) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        refused = await client.post("/v1/predict", json={"inputs": ["e"]})
+        blocking.release.set()
+        done = await asyncio.gather(first, *queued)
+        await context.__aexit__(None, None, None)
+        return refused, done
+
+    refused, done = asyncio.run(scenario())
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert "busy" in refused.json()["error"]
+    assert [r.status_code for r in done] == [200, 200, 200]
+    assert all(len(r.json()["outputs"]) == 2 for r in done)
+
+
+def test_request_timeout_gives_504_and_skips_the_work(classifier: Predictor) -> None:
+    blocking = BlockingPredictor(classifier)
+    app = create_app([blocking], ServeSettings(request_timeout_s=0.3, max_wait_ms=0, max_batch_size=1))
+
+    async def scenario():
+        context, client = await _started(app)
+        first = asyncio.create_task(client.post("/v1/predict", json={"inputs": ["a"]}))
+        await asyncio.sleep(0.1)
+        second = await client.post("/v1/predict", json={"inputs": ["b"]})  # queued behind the blocked call
+        blocking.release.set()
+        await first
+        await asyncio.sleep(0.1)
+        await context.__aexit__(None, None, None)
+        return second
+
+    second = asyncio.run(scenario())
+    assert second.status_code == 504 and json.loads(second.text)["error"]
+    assert blocking.calls == [1]  # the first request; the timed-out one never ran
