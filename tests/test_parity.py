@@ -58,13 +58,40 @@ def test_encoder_matches_transformers(name: str, tmp_path: Path) -> None:
         assert_close(ours_a, hf_a, **ATOL)
 
 
-def test_sdpa_and_explicit_attention_agree(tiny_bert_dir: Path) -> None:
+@pytest.mark.parametrize("name", ENCODER_CLASSES)
+def test_packed_inference_matches_transformers_on_real_tokens(name: str, tmp_path: Path) -> None:
+    """A plain no-grad call on a padded batch runs the packed path (real tokens only)."""
+    hf = tiny_hf_model(name)
+    hf.config.pad_token_id = 1
+    hf.save_pretrained(tmp_path)
+    ours = load_checkpoint(tmp_path).model.eval()
+    inputs = batch()
+    if "Roberta" in name or "DistilBert" in name:
+        inputs.pop("token_type_ids")
+    real = inputs["attention_mask"].bool()
+    with torch.no_grad():
+        expected, got = hf(**inputs), ours(**inputs)
+    if name.endswith("ForQuestionAnswering"):
+        assert_close(got.start_logits[real], expected.start_logits[real], **ATOL)
+    elif name.endswith("ForSequenceClassification"):
+        assert_close(got.logits, expected.logits, **ATOL)
+    elif "For" in name:
+        assert_close(got.logits[real], expected.logits[real], **ATOL)
+    else:
+        assert_close(got.last_hidden_state[real], expected.last_hidden_state[real], **ATOL)
+        assert not got.last_hidden_state[~real].any()  # padding positions are zeros on this path
+
+
+def test_sdpa_packed_and_explicit_attention_agree(tiny_bert_dir: Path) -> None:
     model = load_checkpoint(tiny_bert_dir).model
     inputs = batch()
+    real = inputs["attention_mask"].bool()
     with torch.no_grad():
-        fast = model(**inputs).last_hidden_state
+        packed = model(**inputs).last_hidden_state
         explicit = model(**inputs, output_attentions=True).last_hidden_state
-    assert_close(fast, explicit, **ATOL)
+    padded = model(**inputs).last_hidden_state.detach()  # grad enabled: the padded SDPA path
+    assert_close(packed[real], explicit[real], **ATOL)
+    assert_close(padded, explicit, **ATOL)
 
 
 def test_roberta_positions_skip_padding(tmp_path: Path) -> None:

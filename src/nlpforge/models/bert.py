@@ -112,6 +112,22 @@ class SelfAttention(nn.Module):
         context = context.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # (B, T, A' D)
         return self.out(context), probs
 
+    def forward_packed(
+        self, x: torch.Tensor, rows: torch.Tensor, shape: tuple[int, int], mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Inference on packed tokens: x (N, H) holds the real tokens of a ``shape`` = (B, T) batch
+        at ``rows`` of its flattened B * T positions. Projections run on the N tokens only; attention scatters
+        Q, K, V back to (B, A', T, D) with zeros at padding, which ``mask`` hides as keys."""
+        B, T = shape
+        if self.num_heads == 0:
+            return self.out.bias.expand(x.shape[0], -1)
+        qkv = self.qkv(x)  # (N, 3 A' D)
+        padded = qkv.new_zeros(B * T, qkv.shape[1]).index_copy_(0, rows, qkv)
+        q, k, v = padded.view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, A', T, D)
+        context = context.transpose(1, 2).reshape(B * T, self.num_heads * self.head_dim).index_select(0, rows)
+        return self.out(context)  # (N, H)
+
 
 class FeedForward(nn.Module):
     def __init__(self, config: ModelConfig, intermediate_size: int) -> None:
@@ -144,6 +160,13 @@ class EncoderLayer(nn.Module):
         h = self.attn_norm(x + self.dropout(attended))  # post-LN
         return self.ffn_norm(h + self.dropout(self.ffn(h))), probs
 
+    def forward_packed(
+        self, x: torch.Tensor, rows: torch.Tensor, shape: tuple[int, int], mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The same block on packed real tokens (N, H), for inference (no dropout)."""
+        h = self.attn_norm(x + self.attn.forward_packed(x, rows, shape, mask))
+        return self.ffn_norm(h + self.ffn(h))
+
 
 class Pooler(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
@@ -173,9 +196,18 @@ class BertModel(nn.Module):
         output_attentions: bool = False,
         head_mask: Sequence[torch.Tensor] | torch.Tensor | None = None,
     ) -> EncoderOutput:
-        """``head_mask``: per layer an (A_layer,) gate on each head's output (1 keeps, 0 masks)."""
+        """``head_mask``: per layer an (A_layer,) gate on each head's output (1 keeps, 0 masks).
+
+        Padded inference batches take the packed path (see ``forward_packed``); their padding
+        positions in ``last_hidden_state`` are then zeros, not the values computed from pad tokens.
+        """
         mask = padding_mask(attention_mask)
         x = self.embeddings(input_ids, token_type_ids)
+        if (mask is not None and attention_mask is not None and not self.training and not torch.is_grad_enabled()
+                and not (output_hidden_states or output_attentions or head_mask is not None)
+                and not torch.jit.is_tracing()):
+            x = self.forward_packed(x, attention_mask, mask)
+            return EncoderOutput(last_hidden_state=x, pooler_output=self.pooler(x) if self.pooler is not None else None)
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
         for i, layer in enumerate(self.layers):
@@ -190,6 +222,21 @@ class BertModel(nn.Module):
             hidden_states=tuple(hidden_states) if hidden_states is not None else None,
             attentions=tuple(attentions) if attentions is not None else None,
         )
+
+
+    def forward_packed(self, x: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Run the layers on real tokens only: (B, T, H) embeddings -> (B, T, H), zeros at padding.
+
+        Every position-wise step (QKV and output projections, FFN, LayerNorm) costs in proportion to
+        the tokens it sees, so packing removes the work a padded batch spends on pad positions
+        (about half of it for a batch of short and long sentences); only attention runs padded.
+        """
+        B, T, H = x.shape
+        rows = attention_mask.flatten().nonzero().squeeze(1)  # (N,) real-token positions in B * T
+        packed = x.reshape(B * T, H).index_select(0, rows)  # (N, H)
+        for layer in self.layers:
+            packed = layer.forward_packed(packed, rows, (B, T), mask)
+        return packed.new_zeros(B * T, H).index_copy_(0, rows, packed).view(B, T, H)
 
 
 class MaskedLMHead(nn.Module):
