@@ -202,8 +202,23 @@ def test_full_queue_gets_503_with_retry_after_and_nothing_is_lost(classifier: Pr
         context, client = await _started(app)
         first = asyncio.create_task(client.post("/v1/predict", json={"inputs": ["a", "b"]}))  # runs, blocked
         await asyncio.sleep(0.2)
-        queued = [asyncio.create_task(client.post("/v1/predict", json={"inputs": ["c", "d"]})) for _ in range(2)]
-        await asyncio.sleep(0.2)
+        batcher = app.state.batcher
+
+        async def until(condition) -> None:
+            for _ in range(1000):
+                if condition():
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError("batcher never reached the expected state")
+
+        def post_pair() -> asyncio.Task:
+            return asyncio.create_task(client.post("/v1/predict", json={"inputs": ["c", "d"]}))
+
+        # The next batch is gathered while one runs; two more requests then fill the 4-input queue.
+        queued = [post_pair()]
+        await until(lambda: batcher.in_flight == 4 and batcher.queue_depth == 0)
+        queued += [post_pair(), post_pair()]
+        await until(lambda: batcher.queue_depth == 4)
         refused = await client.post("/v1/predict", json={"inputs": ["e"]})
         blocking.release.set()
         done = await asyncio.gather(first, *queued)
@@ -213,7 +228,7 @@ def test_full_queue_gets_503_with_retry_after_and_nothing_is_lost(classifier: Pr
     refused, done = asyncio.run(scenario())
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
     assert "busy" in refused.json()["error"]
-    assert [r.status_code for r in done] == [200, 200, 200]
+    assert [r.status_code for r in done] == [200, 200, 200, 200]
     assert all(len(r.json()["outputs"]) == 2 for r in done)
 
 

@@ -3,8 +3,10 @@
 Requests arrive on the asyncio loop and wait in one bounded FIFO (counted in inputs, not requests,
 because an input is the unit of work). One collector coroutine per model instance takes the
 oldest requests until ``max_batch_size`` inputs are gathered or ``max_wait_ms`` has passed since
-the first of them was taken, runs the batch in that instance's own worker thread (the predictor
+the oldest of them arrived, runs the batch in that instance's own worker thread (the predictor
 groups the inputs by token length inside it), and hands each request its slice of the results.
+The next batch is gathered while the current one runs, so the model does not idle while the event
+loop answers one batch's clients and reads their next requests.
 
 A full queue refuses new work at once (``QueueFullError`` -> 503 + Retry-After), so memory stays
 bounded and nothing hangs; a request whose caller gave up (timeout) is skipped, not computed.
@@ -114,39 +116,57 @@ class DynamicBatcher:
             raise
 
     async def _collect(self, instance: int) -> None:
-        loop = asyncio.get_running_loop()
+        # Two batches per instance at a time: one running in the worker thread, the next gathered
+        # and waiting behind it. Gathering while the model computes keeps the model busy while the
+        # event loop answers the previous batch's clients and reads their next requests.
+        slots = asyncio.Semaphore(2)
         while True:
+            await slots.acquire()
             batch = await self._gather()
             if not batch:
+                slots.release()
                 continue
-            size = sum(len(r.inputs) for r in batch)
-            self._running_inputs += size
-            if self.on_batch is not None:
-                self.on_batch(size, time.perf_counter() - batch[0].enqueued)
-            kind = batch[0].kind
-            inputs = [x for r in batch for x in r.inputs]
-            try:
-                results = await loop.run_in_executor(self._executors[instance], self.runners[instance], kind, inputs)
-            except Exception as error:  # the model call failed: every request of the batch gets the error
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_exception(error)
-            else:
-                start = 0
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_result(results[start: start + len(request.inputs)])
-                    start += len(request.inputs)
-            finally:
-                self._running_inputs -= size
+            running = asyncio.ensure_future(self._run(instance, batch))
+            running.add_done_callback(lambda _: slots.release())
+
+    async def _run(self, instance: int, batch: list[_Request]) -> None:
+        size = sum(len(r.inputs) for r in batch)
+        self._running_inputs += size
+
+        def work() -> tuple[list[_Request], list[Any], float]:
+            # Runs in the worker thread once the previous batch is done: requests whose callers
+            # gave up (timeout) while this batch waited are dropped here, not computed.
+            live = [r for r in batch if not r.future.done()]
+            waited = time.perf_counter() - batch[0].enqueued
+            if not live:
+                return live, [], waited
+            return live, self.runners[instance](batch[0].kind, [x for r in live for x in r.inputs]), waited
+
+        try:
+            live, results, waited = await asyncio.get_running_loop().run_in_executor(self._executors[instance], work)
+        except Exception as error:  # the model call failed: every request of the batch gets the error
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(error)
+        else:
+            if live and self.on_batch is not None:
+                self.on_batch(sum(len(r.inputs) for r in live), waited)
+            start = 0
+            for request in live:
+                if not request.future.done():
+                    request.future.set_result(results[start: start + len(request.inputs)])
+                start += len(request.inputs)
+        finally:
+            self._running_inputs -= size
 
     async def _gather(self) -> list[_Request]:
-        """Wait for work, then up to max_wait for more; take the oldest requests of one kind."""
+        """Wait for work, then for more until the oldest request has waited max_wait (at once when it
+        already has, as under load); take the oldest requests of one kind."""
         assert self._arrived is not None
         while not self._live_head():
             self._arrived.clear()
             await self._arrived.wait()
-        deadline = time.perf_counter() + self.max_wait
+        deadline = self._waiting[0].enqueued + self.max_wait
         while self._queued_inputs < self.max_batch_size and (remaining := deadline - time.perf_counter()) > 0:
             self._arrived.clear()
             try:
