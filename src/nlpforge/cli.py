@@ -446,7 +446,7 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(min=0, help="How long a batch waits to fill up.")] = 5.0,
     max_queue: Annotated[int, typer.Option(min=1, help="Inputs allowed to wait; beyond it: 503 + Retry-After.")]
     = 256,
-    instances: Annotated[int, typer.Option(min=1, help="Model copies, each with its own worker thread.")] = 1,
+    instances: Annotated[int, typer.Option(min=1, help="Model copies, each running its own batches.")] = 1,
     api_key: Annotated[str | None, typer.Option(envvar="NLPFORGE_API_KEY",
                                                 help="Require 'Authorization: Bearer KEY' on /v1 and /metrics.")]
     = None,
@@ -465,21 +465,24 @@ def serve(
 
     from nlpforge.predictor import Predictor
     from nlpforge.serve.app import ServeSettings, create_app
+    from nlpforge.serve.workers import ThreadWorker
 
     per_instance = max(1, (threads or os.cpu_count() or 1) // instances)
     torch.set_num_threads(per_instance)
     settings = ServeSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
                              request_timeout_s=request_timeout, max_body_bytes=max_body_bytes,
                              max_inputs=min(max_inputs, max_queue), max_chars=max_chars, api_key=api_key)
-    predictors = [Predictor.load(artifact, backend.value if backend else None, per_instance, max_batch_size)
-                  for _ in range(instances)]
-    model = predictors[0]
+    backend_name = backend.value if backend else None
+    model = Predictor.load(artifact, backend_name, per_instance, max_batch_size)
+    workers = [ThreadWorker(model)] + [
+        ThreadWorker(Predictor.load(artifact, backend_name, per_instance, max_batch_size))
+        for _ in range(instances - 1)]
     typer.echo(f"serving {artifact} (task: {model.task or 'embeddings only'}, backend: {model.backend}, "
                f"{instances} instance(s) x {per_instance} thread(s)) on http://{host}:{port}  "
                f"playground: /  docs: /docs", err=True)
     # SIGTERM/SIGINT: uvicorn stops accepting, lets in-flight requests finish (up to 30 s), then the
     # app's shutdown drains the batcher.
-    uvicorn.run(create_app(predictors, settings), host=host, port=port, log_level=log_level,
+    uvicorn.run(create_app(model, settings, workers), host=host, port=port, log_level=log_level,
                 timeout_graceful_shutdown=30, access_log=False)
 
 

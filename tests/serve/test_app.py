@@ -45,7 +45,7 @@ def ready_client(app) -> TestClient:
 
 @pytest.fixture
 def client(classifier: Predictor):
-    client = ready_client(create_app([classifier]))
+    client = ready_client(create_app(classifier))
     yield client
     client.__exit__(None, None, None)
 
@@ -73,13 +73,13 @@ def test_embed_equals_the_predictor(client: TestClient, classifier: Predictor) -
 def test_tag_and_span_qa_shapes(tmp_path: Path, tiny_vocab: Path) -> None:
     tagger = Predictor.load(tiny_checkpoint(tmp_path, tiny_vocab, "tag"))
     reader = Predictor.load(tiny_checkpoint(tmp_path, tiny_vocab, "span_qa"))
-    with ready_client(create_app([tagger])) as client:
+    with ready_client(create_app(tagger)) as client:
         text = "a b c d"
         entities = client.post("/v1/predict", json={"inputs": [text]}).json()["outputs"][0]["entities"]
         assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
         wrong = client.post("/v1/predict", json={"inputs": [{"question": "a", "context": "b"}]})
         assert wrong.status_code == 422 and wrong.json()["field"] == "inputs[0]"
-    with ready_client(create_app([reader])) as client:
+    with ready_client(create_app(reader)) as client:
         context = "a b c d e f"
         answer = client.post("/v1/predict", json={"inputs": [{"question": "a", "context": context}]}).json()
         answer = answer["outputs"][0]
@@ -90,7 +90,7 @@ def test_tag_and_span_qa_shapes(tmp_path: Path, tiny_vocab: Path) -> None:
 
 def test_bare_encoder_embeds_but_does_not_predict(tmp_path: Path, tiny_vocab: Path) -> None:
     encoder = Predictor.load(tiny_checkpoint(tmp_path, tiny_vocab, "encoder"))
-    with ready_client(create_app([encoder])) as client:
+    with ready_client(create_app(encoder)) as client:
         assert client.post("/v1/embed", json={"inputs": ["a"]}).status_code == 200
         response = client.post("/v1/predict", json={"inputs": ["a"]})
         assert response.status_code == 400 and "/v1/embed" in response.json()["error"]
@@ -126,7 +126,7 @@ def test_bad_requests_get_4xx_naming_the_field(client: TestClient, body: bytes, 
 
 def test_size_limits(classifier: Predictor) -> None:
     settings = ServeSettings(max_inputs=4, max_chars=50, max_body_bytes=2048)
-    with ready_client(create_app([classifier], settings)) as client:
+    with ready_client(create_app(classifier, settings)) as client:
         assert client.post("/v1/predict", json={"inputs": ["a"] * 5}).status_code == 413
         too_long = client.post("/v1/predict", json={"inputs": ["a", "b " * 30]})
         assert too_long.status_code == 413 and too_long.json()["field"] == "inputs[1]"
@@ -136,7 +136,7 @@ def test_size_limits(classifier: Predictor) -> None:
 
 
 def test_api_key(classifier: Predictor) -> None:
-    with ready_client(create_app([classifier], ServeSettings(api_key="s3cret"))) as client:
+    with ready_client(create_app(classifier, ServeSettings(api_key="s3cret"))) as client:
         body = {"inputs": ["a"]}
         missing = client.post("/v1/predict", json=body)
         assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
@@ -179,8 +179,9 @@ class BlockingPredictor:
         return getattr(self.predictor, name)
 
     def predict_parsed(self, inputs):
-        self.calls.append(len(inputs))  # (the warm-up goes through predict, unblocked)
-        self.release.wait(10)
+        self.calls.append(len(inputs))
+        if len(self.calls) > 1:  # the warm-up call passes
+            self.release.wait(10)
         return self.predictor.predict_parsed(inputs)
 
 
@@ -196,7 +197,7 @@ async def _started(app):
 
 def test_full_queue_gets_503_with_retry_after_and_nothing_is_lost(classifier: Predictor) -> None:
     blocking = BlockingPredictor(classifier)
-    app = create_app([blocking], ServeSettings(max_queue=4, max_inputs=2, max_batch_size=2, max_wait_ms=0))
+    app = create_app(blocking, ServeSettings(max_queue=4, max_inputs=2, max_batch_size=2, max_wait_ms=0))
 
     async def scenario():
         context, client = await _started(app)
@@ -234,7 +235,7 @@ def test_full_queue_gets_503_with_retry_after_and_nothing_is_lost(classifier: Pr
 
 def test_request_timeout_gives_504_and_skips_the_work(classifier: Predictor) -> None:
     blocking = BlockingPredictor(classifier)
-    app = create_app([blocking], ServeSettings(request_timeout_s=0.3, max_wait_ms=0, max_batch_size=1))
+    app = create_app(blocking, ServeSettings(request_timeout_s=0.3, max_wait_ms=0, max_batch_size=1))
 
     async def scenario():
         context, client = await _started(app)
@@ -249,4 +250,4 @@ def test_request_timeout_gives_504_and_skips_the_work(classifier: Predictor) -> 
 
     second = asyncio.run(scenario())
     assert second.status_code == 504 and json.loads(second.text)["error"]
-    assert blocking.calls == [1]  # the first request; the timed-out one never ran
+    assert blocking.calls == [1, 1]  # warm-up and the first request; the timed-out one never ran

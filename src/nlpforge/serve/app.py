@@ -27,9 +27,9 @@ from nlpforge.errors import NlpforgeError
 from nlpforge.predictor import Predictor, json_type
 from nlpforge.serve.batcher import DynamicBatcher, QueueFullError, ShuttingDownError
 from nlpforge.serve.metrics import MetricsMiddleware, ServerMetrics
+from nlpforge.serve.workers import ThreadWorker, warm_up
 
 API_VERSION = "v1"
-WARMUP_INPUT = {"classify": "warm up", "tag": "warm up", "span_qa": {"question": "what?", "context": "warm up"}}
 
 
 @dataclass
@@ -65,41 +65,37 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(json.dumps(body, ensure_ascii=False), status, headers, media_type="application/json")
 
 
-def create_app(predictors: Sequence[Predictor], settings: ServeSettings | None = None) -> FastAPI:
-    """An app serving ``predictors`` (one per model instance, all loaded from the same artifact)."""
+def create_app(model: Predictor, settings: ServeSettings | None = None,
+               workers: Sequence[Any] | None = None) -> FastAPI:
+    """An app serving ``model``: it checks requests against ``model`` and runs the batches on
+    ``workers`` (one per model instance: serve/workers.py; default: one thread over ``model``).
+    Workers with a ``close`` method are closed after the queue has drained at shutdown."""
     settings = settings or ServeSettings()
-    model = predictors[0]
+    workers = list(workers) if workers is not None else [ThreadWorker(model)]
     state = {"ready": False}
-
-    def run_batch(predictor: Predictor):
-        def run(kind: str, inputs: list[Any]) -> list[Any]:
-            if kind == "embed":
-                return [vector.tolist() for vector in predictor.embed(inputs)]
-            return predictor.predict_parsed(inputs)
-        return run
-
     metrics: ServerMetrics
-    batcher = DynamicBatcher([run_batch(p) for p in predictors], settings.max_batch_size, settings.max_wait_ms,
-                             settings.max_queue, on_batch=lambda size, wait: metrics.on_batch(size, wait))
+    batcher = DynamicBatcher(workers, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
+                             on_batch=lambda size, wait: metrics.on_batch(size, wait))
     metrics = ServerMetrics(lambda: batcher.queue_depth, lambda: batcher.in_flight)
 
-    async def warm_up() -> None:
+    async def warm_up_all() -> None:
         loop = asyncio.get_running_loop()
-        for predictor in predictors:
-            if model.task is None:
-                await loop.run_in_executor(None, predictor.embed, ["warm up"])
-            else:
-                await loop.run_in_executor(None, predictor.predict, [WARMUP_INPUT[model.task]])
+        for worker in workers:
+            await loop.run_in_executor(None, warm_up, model, worker)
         state["ready"] = True
         metrics.ready.set(1)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher.start()
-        warming = asyncio.create_task(warm_up())
+        warming = asyncio.create_task(warm_up_all())
         yield
         warming.cancel()
         await batcher.stop()  # uvicorn has stopped accepting; finish what is queued
+        for worker in workers:
+            close = getattr(worker, "close", None)
+            if close is not None:
+                close()
 
     app = FastAPI(title="nlpforge", version=API_VERSION, lifespan=lifespan,
                   description=f"Model: {model.path} (task: {model.task or 'embeddings only'}, "

@@ -1,0 +1,39 @@
+"""How a model instance runs a batch for the server: ``(kind, inputs) -> results``.
+
+``kind`` is "predict" (inputs already checked by ``Predictor.parse``) or "embed" (strings). The
+batcher calls a worker from that instance's own thread; torch and onnxruntime release the GIL
+inside their kernels, so the event loop keeps answering while a batch runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nlpforge.predictor import Predictor
+
+WARMUP_INPUT = {"classify": "warm up", "tag": "warm up", "span_qa": {"question": "what?", "context": "warm up"}}
+
+
+def run_on(predictor: Predictor, kind: str, inputs: list[Any]) -> list[Any]:
+    """One batch on ``predictor``: predictions, or embeddings as lists of floats (JSON-ready)."""
+    if kind == "embed":
+        return [vector.tolist() for vector in predictor.embed(inputs)]
+    return predictor.predict_parsed(inputs)
+
+
+def warm_up(predictor: Predictor, run: Any) -> None:
+    """One small call through ``run`` so the first request does not pay for lazy initialisation."""
+    if predictor.task is None:
+        run("embed", ["warm up"])
+    else:
+        run("predict", [predictor.parse(WARMUP_INPUT[predictor.task], "warm-up")])
+
+
+class ThreadWorker:
+    """Runs batches on a predictor in the calling thread (the batcher's worker thread)."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+
+    def __call__(self, kind: str, inputs: list[Any]) -> list[Any]:
+        return run_on(self.predictor, kind, inputs)
