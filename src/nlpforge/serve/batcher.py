@@ -5,8 +5,6 @@ because an input is the unit of work). One collector coroutine per model instanc
 oldest requests until ``max_batch_size`` inputs are gathered or ``max_wait_ms`` has passed since
 the oldest of them arrived, runs the batch in that instance's own worker thread (the predictor
 groups the inputs by token length inside it), and hands each request its slice of the results.
-The next batch is gathered while the current one runs, so the model does not idle while the event
-loop answers one batch's clients and reads their next requests.
 
 A full queue refuses new work at once (``QueueFullError`` -> 503 + Retry-After), so memory stays
 bounded and nothing hangs; a request whose caller gave up (timeout) is skipped, not computed.
@@ -116,26 +114,22 @@ class DynamicBatcher:
             raise
 
     async def _collect(self, instance: int) -> None:
-        # Two batches per instance at a time: one running in the worker thread, the next gathered
-        # and waiting behind it. Gathering while the model computes keeps the model busy while the
-        # event loop answers the previous batch's clients and reads their next requests.
-        slots = asyncio.Semaphore(2)
+        # One batch at a time per instance: while it runs, arrivals queue up and form the next
+        # batch, which then starts at once (its oldest request has waited longer than the window).
+        # Gathering the next batch early instead closes it before most clients have sent their
+        # next request: smaller batches, measured 8 % lower throughput.
         while True:
-            await slots.acquire()
             batch = await self._gather()
-            if not batch:
-                slots.release()
-                continue
-            running = asyncio.ensure_future(self._run(instance, batch))
-            running.add_done_callback(lambda _: slots.release())
+            if batch:
+                await self._run(instance, batch)
 
     async def _run(self, instance: int, batch: list[_Request]) -> None:
         size = sum(len(r.inputs) for r in batch)
         self._running_inputs += size
 
         def work() -> tuple[list[_Request], list[Any], float]:
-            # Runs in the worker thread once the previous batch is done: requests whose callers
-            # gave up (timeout) while this batch waited are dropped here, not computed.
+            # Runs in the worker thread: requests whose callers gave up (timeout) between gathering
+            # and the model call are dropped here, not computed.
             live = [r for r in batch if not r.future.done()]
             waited = time.perf_counter() - batch[0].enqueued
             if not live:
