@@ -443,7 +443,8 @@ def serve(
     backend: Annotated[Backend | None, typer.Option(help="Default: the artifact's own (ONNX -> onnxruntime). "
                                                          "onnxruntime on a checkpoint exports it first.")] = None,
     max_batch_size: Annotated[int, typer.Option(min=1, help="Inputs per model call.")] = 32,
-    max_wait_ms: Annotated[float, typer.Option(min=0, help="How long a batch waits to fill up.")] = 5.0,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="How long the oldest queued input waits for its "
+                                                           "batch to fill up.")] = 5.0,
     max_queue: Annotated[int, typer.Option(min=1, help="Inputs allowed to wait; beyond it: 503 + Retry-After.")]
     = 256,
     instances: Annotated[int, typer.Option(min=1, help="Model copies, each running its own batches.")] = 1,
