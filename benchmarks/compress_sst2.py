@@ -109,6 +109,8 @@ def main() -> None:
                         help="distillation examples (a superset of the teacher's slice; 0: the same slice)")
     parser.add_argument("--epochs", type=float, default=DISTILL["epochs"])
     parser.add_argument("--skip-textbrewer", action="store_true")
+    parser.add_argument("--textbrewer-only", action="store_true",
+                        help="only TextBrewer's side, with the teacher already in --work (JSON to --out)")
     parser.add_argument("--hidden-weight", type=float, default=0.0, help="hidden-state MSE weight (ours only)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep the teacher here and reuse it when present")
@@ -127,6 +129,18 @@ def main() -> None:
     from nlpforge.recipes.compress import CompressArgs, compress
     from nlpforge.recipes.finetune import FinetuneArgs, finetune
 
+    if args.textbrewer_only:
+        if args.work is None or not (args.work / "teacher" / "nlpforge.json").is_file():
+            sys.exit("error: --textbrewer-only needs --work holding a fine-tuned teacher/")
+        distill_file = args.work / "distill.tsv"
+        write_slice(max(args.distill_size, args.train_size), distill_file)
+        textbrewer = textbrewer_student_accuracy(args.work / "teacher", distill_file, args.work)
+        result = {"benchmark": "compress_sst2 (TextBrewer side)", "machine": machine_record(),
+                  "distill_examples": max(args.distill_size, args.train_size), "distill": DISTILL,
+                  "textbrewer": textbrewer}
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(json.dumps(result, indent=2))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
