@@ -29,6 +29,7 @@ SST2 = ROOT.parent / "shared" / "data" / "sst2"
 E5 = ROOT.parent / "shared" / "models" / "multilingual-e5-small-zhen"
 MAX_LENGTH = 64
 DISTILL = dict(layers=4, epochs=2.0, batch_size=32, learning_rate=1e-4, temperature=2.0, alpha=0.9, hidden_weight=0.0)
+TEXTBREWER_WEIGHTS = dict(hard_label_weight=0.1, kd_loss_weight=0.9)  # its loss has no T^2 factor
 
 
 def write_slice(size: int, path: Path) -> None:
@@ -79,8 +80,8 @@ def textbrewer_student_accuracy(teacher_dir: Path, train_file: Path, work: Path)
 
     train_config = TrainingConfig(device="cpu", log_dir=str(work / "tb-logs"), output_dir=str(work / "tb-out"),
                                   ckpt_frequency=1, ckpt_epoch_frequency=100)
-    distill_config = DistillationConfig(temperature=DISTILL["temperature"], hard_label_weight=1 - DISTILL["alpha"],
-                                        kd_loss_type="ce", kd_loss_weight=DISTILL["alpha"])
+    distill_config = DistillationConfig(temperature=DISTILL["temperature"], **TEXTBREWER_WEIGHTS,
+                                        kd_loss_type="ce")
     distiller = GeneralDistiller(train_config, distill_config, model_t, model_s, adaptor_t, adaptor_s)
     start = time.perf_counter()
     with distiller:
@@ -112,11 +113,13 @@ def main() -> None:
     parser.add_argument("--textbrewer-only", action="store_true",
                         help="only TextBrewer's side, with the teacher already in --work (JSON to --out)")
     parser.add_argument("--hidden-weight", type=float, default=0.0, help="hidden-state MSE weight (ours only)")
+    parser.add_argument("--alpha", type=float, default=DISTILL["alpha"],
+                        help="KD weight (ours: (1-a)*ce + a*T^2*kd; TextBrewer keeps 0.1 ce + 0.9 kd without T^2)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep the teacher here and reuse it when present")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "compress_sst2.json")
     args = parser.parse_args()
-    DISTILL["epochs"], DISTILL["hidden_weight"] = args.epochs, args.hidden_weight
+    DISTILL["epochs"], DISTILL["hidden_weight"], DISTILL["alpha"] = args.epochs, args.hidden_weight, args.alpha
     if args.threads:
         import torch
 
