@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--textbrewer-only", action="store_true",
                         help="only TextBrewer's side, with the teacher already in --work (JSON to --out)")
     parser.add_argument("--hidden-weight", type=float, default=0.0, help="hidden-state MSE weight (ours only)")
+    parser.add_argument("--max-grad-norm", type=float, default=1.0, help="ours; 0 = no clipping (TextBrewer's default)")
     parser.add_argument("--alpha", type=float, default=DISTILL["alpha"],
                         help="KD weight (ours: (1-a)*ce + a*T^2*kd; TextBrewer keeps 0.1 ce + 0.9 kd without T^2)")
     parser.add_argument("--threads", type=int, default=0)
@@ -164,6 +165,7 @@ def main() -> None:
                                        batch_size=DISTILL["batch_size"], learning_rate=DISTILL["learning_rate"],
                                        temperature=DISTILL["temperature"], alpha=DISTILL["alpha"],
                                        hidden_weight=DISTILL["hidden_weight"], max_length=MAX_LENGTH,
+                                       max_grad_norm=args.max_grad_norm,
                                        progress=False))
         compress_seconds = time.perf_counter() - start
         report_md = (work / "compressed" / "report.md").read_text(encoding="utf-8")

@@ -60,6 +60,7 @@ class CompressArgs:
     alpha: float = 0.9
     hidden_weight: float = 0.0
     attention_weight: float = 0.0
+    max_grad_norm: float = 1.0  # 0 disables clipping
     max_train_examples: int = 0
     threads: int = 0
     seed: int = 42
@@ -80,8 +81,8 @@ def distill_args(args: CompressArgs, out: Path, **overrides: Any) -> DistillArgs
                   layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, max_length=args.max_length, temperature=args.temperature,
                   alpha=args.alpha, hidden_weight=args.hidden_weight, attention_weight=args.attention_weight,
-                  max_train_examples=args.max_train_examples, seed=args.seed, progress=args.progress,
-                  data=args.data)
+                  max_grad_norm=args.max_grad_norm, max_train_examples=args.max_train_examples, seed=args.seed,
+                  progress=args.progress, data=args.data)
     return DistillArgs(**{**values, **overrides})
 
 

@@ -62,7 +62,7 @@ class DistillArgs:
     learning_rate: float = 1e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # 0 disables clipping
     max_length: int = 128
     temperature: float = 2.0
     alpha: float = 0.9
@@ -256,7 +256,8 @@ def distill(args: DistillArgs) -> dict[str, Any]:
                         attention_kl(output.attentions[s_layer - 1], o.attentions[t_layer - 1], real)
                         for o in teacher_outputs) / len(teacher_outputs)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+            if args.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
