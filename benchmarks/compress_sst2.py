@@ -29,14 +29,16 @@ SST2 = ROOT.parent / "shared" / "data" / "sst2"
 E5 = ROOT.parent / "shared" / "models" / "multilingual-e5-small-zhen"
 MAX_LENGTH = 64
 DISTILL = dict(layers=4, epochs=2.0, batch_size=32, learning_rate=1e-4, temperature=2.0, alpha=0.9, hidden_weight=0.0)
+SELECT_EXAMPLES = 1000  # held-out train examples that pick the best student epoch
 TEXTBREWER_WEIGHTS = dict(hard_label_weight=0.1, kd_loss_weight=0.9)  # its loss has no T^2 factor
 
 
-def write_slice(size: int, path: Path) -> None:
+def write_slice(size: int, path: Path, skip: int = 0) -> None:
+    """Examples skip..skip+size of SST-2 train in one seeded order (slices with the same skip nest)."""
     rows = (SST2 / "train.tsv").read_text(encoding="utf-8").splitlines()
     body = rows[1:]
     random.Random(0).shuffle(body)
-    path.write_text("\n".join([rows[0], *body[:size]]) + "\n", encoding="utf-8")
+    path.write_text("\n".join([rows[0], *body[skip : skip + size]]) + "\n", encoding="utf-8")
 
 
 def textbrewer_student_accuracy(teacher_dir: Path, train_file: Path, work: Path) -> dict:
@@ -151,6 +153,9 @@ def main() -> None:
         write_slice(args.train_size, work / "train.tsv")
         distill_file = work / "distill.tsv"  # the same seeded order: the teacher's slice comes first
         write_slice(max(args.distill_size, args.train_size), distill_file)
+        # The best student epoch is chosen on train examples outside every slice, never on dev.
+        select_file = work / "select.tsv"
+        write_slice(SELECT_EXAMPLES, select_file, skip=max(args.distill_size, args.train_size))
         start = time.perf_counter()
         if not (work / "teacher" / "nlpforge.json").is_file():
             finetune(FinetuneArgs(task="classify", model=str(E5), train=str(work / "train.tsv"),
@@ -160,7 +165,8 @@ def main() -> None:
         print(f"teacher fine-tuned in {teacher_seconds:.0f} s", file=sys.stderr)
         start = time.perf_counter()
         report = compress(CompressArgs(teacher=str(work / "teacher"), task="classify", train=str(distill_file),
-                                       eval=str(SST2 / "dev.tsv"), out=str(work / "compressed"),
+                                       eval=str(SST2 / "dev.tsv"), select_eval=str(select_file),
+                                       out=str(work / "compressed"),
                                        layers=DISTILL["layers"], epochs=DISTILL["epochs"],
                                        batch_size=DISTILL["batch_size"], learning_rate=DISTILL["learning_rate"],
                                        temperature=DISTILL["temperature"], alpha=DISTILL["alpha"],
@@ -181,7 +187,8 @@ def main() -> None:
     result = {
         "benchmark": "compress_sst2", "machine": machine_record(), "teacher_model": str(E5),
         "train_examples": args.train_size, "distill_examples": max(args.distill_size, args.train_size),
-        "max_length": MAX_LENGTH, "distill": DISTILL,
+        "max_length": MAX_LENGTH, "distill": DISTILL, "max_grad_norm": args.max_grad_norm,
+        "best_student_chosen_on": f"{SELECT_EXAMPLES} held-out SST-2 train examples",
         "teacher_finetune_seconds": round(teacher_seconds, 1), "compress_seconds": round(compress_seconds, 1),
         "stages": report["stages"],
         "ratios": {

@@ -391,6 +391,8 @@ def compress(
     train: Annotated[str, typer.Option("--train", help="Training file for distillation.")],
     eval: Annotated[str, typer.Option("--eval", help="Evaluation file: every stage is measured on it.")],
     out: Annotated[Path, typer.Option(help="Output directory: one folder per stage + report.json/md/png.")],
+    select_eval: Annotated[str | None, typer.Option(
+        "--select-eval", help="Held-out file that picks the best student epoch (default: --eval).")] = None,
     layers: Annotated[int, typer.Option(min=1, help="Student depth (initialised from uniformly spaced teacher "
                                                     "layers).")] = 4,
     prune_heads: Annotated[int, typer.Option(min=0, help="Attention heads to remove from the student.")] = 0,
@@ -404,6 +406,7 @@ def compress(
     alpha: Annotated[float, typer.Option(help="Weight of the soft-target loss (1 - alpha on gold labels).")] = 0.9,
     hidden_weight: Annotated[float, typer.Option(help="Weight of hidden-state MSE (0: off).")] = 0.0,
     attention_weight: Annotated[float, typer.Option(help="Weight of attention KL (0: off).")] = 0.0,
+    max_grad_norm: Annotated[float, typer.Option(help="Gradient clipping norm (0: no clipping).")] = 1.0,
     max_train_examples: Annotated[int, typer.Option(help="Use only the first N training examples.")] = 0,
     threads: Annotated[int, typer.Option(help="Torch CPU threads (0: default).")] = 0,
     text_column: TextColumn = None,
@@ -420,11 +423,11 @@ def compress(
                        encoding=encoding, token_column=None, tag_column=None, articles=articles, doc_stride=None,
                        max_answer_length=None)
     report = run_compress(CompressArgs(
-        teacher=teacher, task=task.value, train=train, eval=eval, out=str(out), layers=layers,
+        teacher=teacher, task=task.value, train=train, eval=eval, select_eval=select_eval, out=str(out), layers=layers,
         prune_heads=prune_heads, quantize=quantize.value, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, max_length=max_length, temperature=temperature, alpha=alpha,
-        hidden_weight=hidden_weight, attention_weight=attention_weight, max_train_examples=max_train_examples,
-        threads=threads, data=data))
+        hidden_weight=hidden_weight, attention_weight=attention_weight, max_grad_norm=max_grad_norm,
+        max_train_examples=max_train_examples, threads=threads, data=data))
     typer.echo((out / "report.md").read_text(encoding="utf-8"))
     typer.echo(f"report: {out / 'report.json'}, {out / 'report.png'} ({len(report['stages'])} stages)")
 

@@ -69,3 +69,18 @@ def test_wrong_task_for_the_teacher(teacher: Path, tmp_path: Path, monkeypatch, 
     code, _, err = run_cli(monkeypatch, capsys, "compress", teacher / "teacher", "--task", "tag",
                            "--train", teacher / "train.tsv", "--eval", teacher / "dev.tsv", "--out", tmp_path / "o")
     assert code == 2 and "fine-tune it for 'tag' first" in err
+
+
+def test_select_eval_picks_the_student_on_its_own_file(teacher: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    write_classification(tmp_path / "heldout.tsv", 24, seed=5)
+    out = tmp_path / "compressed"
+    code, _, err = run_cli(monkeypatch, capsys, "compress", teacher / "teacher", "--task", "classify",
+                           "--train", teacher / "train.tsv", "--eval", teacher / "dev.tsv", "--out", out,
+                           "--select-eval", tmp_path / "heldout.tsv", "--layers", "1", "--epochs", "2",
+                           "--quantize", "none", "--max-length", "16", "--max-grad-norm", "0")
+    assert code == 0, err
+    evals = [json.loads(line)["eval"] for line in (out / "student" / "metrics.jsonl").read_text().splitlines()
+             if "eval" in json.loads(line)]
+    assert [e["examples"] for e in evals] == [24, 24]  # epochs judged on the held-out file
+    report = json.loads((out / "report.json").read_text())
+    assert report["eval_examples"] == 40 and report["settings"]["select_eval"].endswith("heldout.tsv")
