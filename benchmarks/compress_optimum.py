@@ -76,8 +76,8 @@ def main() -> None:
             sys.exit(f"error: {path} not found; run benchmarks/compress_sst2.py --work benchmarks/work/compress first")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from machine import machine_record
-    from nlpforge.compress.measure import measure
     from nlpforge.checkpoint import directory_size
+    from nlpforge.compress.measure import measure
     from nlpforge.compress.quantize import load_artifact
     from nlpforge.tasks.runners import RUNNERS, DataOptions
 

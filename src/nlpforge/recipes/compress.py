@@ -78,7 +78,8 @@ class CompressArgs:
 
 
 def distill_args(args: CompressArgs, out: Path, **overrides: Any) -> DistillArgs:
-    values = dict(task=args.task, teachers=[args.teacher], train=args.train, eval=args.select_eval or args.eval, out=str(out),
+    values = dict(task=args.task, teachers=[args.teacher], train=args.train, eval=args.select_eval or args.eval,
+                  out=str(out),
                   layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, max_length=args.max_length, temperature=args.temperature,
                   alpha=args.alpha, hidden_weight=args.hidden_weight, attention_weight=args.attention_weight,
