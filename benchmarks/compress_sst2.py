@@ -1,17 +1,20 @@
-"""Compression on SST-2: E5 teacher (12 layers) -> 4-layer student -> INT8, and TextBrewer side by side.
+"""Compression on SST-2 (or ChnSentiCorp with ``--dataset chnsenticorp``): E5 teacher (12 layers) ->
+4-layer student -> INT8, and TextBrewer side by side.
 
 1. teacher: ../shared/models/multilingual-e5-small-zhen fine-tuned with nlpforge on a seeded slice of
-   SST-2 train (``--train-size``), max length 64, 1 epoch, lr 5e-5;
+   the train split (``--train-size``), max length 64 (ChnSentiCorp: 128), 1 epoch, lr 5e-5;
 2. ``nlpforge compress`` (recipes.compress): 4-layer student from teacher layers [3, 6, 9, 12],
    KD (T=2, alpha=0.9) for ``--epochs`` on ``--distill-size`` examples (default: the teacher's slice;
    a larger slice adds examples the teacher labels softly, a transfer set as in Hinton et al.),
-   torch INT8, ONNX, ONNX INT8 — every stage measured on
-   SST-2 dev in one process (accuracy, batch-1 latency, batch-32 throughput, size);
+   the best epoch chosen on 1,000 held-out train examples; torch INT8, ONNX, ONNX INT8 — every stage
+   measured on dev in one process (accuracy, batch-1 latency, batch-32 throughput, size);
 3. TextBrewer's GeneralDistiller with the same teacher, student initialisation (the same teacher
    layers), data, epochs, batch size, optimizer, schedule, temperature and loss weights
-   (hard_label_weight 0.1, kd_loss_weight 0.9); its student's accuracy on SST-2 dev.
+   (hard_label_weight 0.1, kd_loss_weight 0.9); its student's accuracy on dev.
 
     pip install textbrewer tensorboard && python benchmarks/compress_sst2.py
+    python benchmarks/compress_sst2.py --dataset chnsenticorp --train-size 3000 --distill-size 6000 \
+        --work benchmarks/work/compress-zh --skip-textbrewer --out benchmarks/results/compress_chnsenticorp.json
 """
 
 from __future__ import annotations
@@ -25,17 +28,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SST2 = ROOT.parent / "shared" / "data" / "sst2"
+DATASETS = {  # --dataset: where it lives, the reader's options and the max length (tokens)
+    "sst2": dict(dir=ROOT.parent / "shared" / "data" / "sst2", options={}, max_length=64),
+    "chnsenticorp": dict(dir=ROOT.parent / "shared" / "data" / "chnsenticorp", options={"text_column": "text_a"},
+                         max_length=128),
+}
+DATASET = dict(DATASETS["sst2"])  # the chosen one (main sets it)
 E5 = ROOT.parent / "shared" / "models" / "multilingual-e5-small-zhen"
-MAX_LENGTH = 64
 DISTILL = dict(layers=4, epochs=2.0, batch_size=32, learning_rate=1e-4, temperature=2.0, alpha=0.9, hidden_weight=0.0)
 SELECT_EXAMPLES = 1000  # held-out train examples that pick the best student epoch
 TEXTBREWER_WEIGHTS = dict(hard_label_weight=0.1, kd_loss_weight=0.9)  # its loss has no T^2 factor
 
 
 def write_slice(size: int, path: Path, skip: int = 0) -> None:
-    """Examples skip..skip+size of SST-2 train in one seeded order (slices with the same skip nest)."""
-    rows = (SST2 / "train.tsv").read_text(encoding="utf-8").splitlines()
+    """Examples skip..skip+size of the train split in one seeded order (slices with the same skip nest)."""
+    rows = (DATASET["dir"] / "train.tsv").read_text(encoding="utf-8").splitlines()
     body = rows[1:]
     random.Random(0).shuffle(body)
     path.write_text("\n".join([rows[0], *body[skip : skip + size]]) + "\n", encoding="utf-8")
@@ -60,9 +67,9 @@ def textbrewer_student_accuracy(teacher_dir: Path, train_file: Path, work: Path)
     model_s = transformers.AutoModelForSequenceClassification.from_pretrained(work / "tb-init")
 
     runner = RUNNERS["classify"]
-    options = DataOptions()
+    options = DataOptions(**DATASET["options"])
     features = runner.encode(teacher.tokenizer, runner.read(train_file, options), teacher.meta["labels"],
-                             MAX_LENGTH, options)
+                             DATASET["max_length"], options)
     padder = transformers.DataCollatorWithPadding(teacher.tokenizer)
 
     def collator(features: list[dict]) -> dict:  # TextBrewer calls model(**batch) only for a plain dict
@@ -93,8 +100,8 @@ def textbrewer_student_accuracy(teacher_dir: Path, train_file: Path, work: Path)
                                         "num_training_steps": total_steps})
     seconds = time.perf_counter() - start
     model_s.eval()
-    dev = runner.read(SST2 / "dev.tsv", options)
-    dev_features = runner.encode(teacher.tokenizer, dev, teacher.meta["labels"], MAX_LENGTH, options)
+    dev = runner.read(DATASET["dir"] / "dev.tsv", options)
+    dev_features = runner.encode(teacher.tokenizer, dev, teacher.meta["labels"], DATASET["max_length"], options)
     correct = 0
     with torch.inference_mode():
         for i in range(0, len(dev_features), 64):
@@ -107,6 +114,7 @@ def textbrewer_student_accuracy(teacher_dir: Path, train_file: Path, work: Path)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="sst2")
     parser.add_argument("--train-size", type=int, default=8000, help="teacher fine-tuning examples")
     parser.add_argument("--distill-size", type=int, default=0,
                         help="distillation examples (a superset of the teacher's slice; 0: the same slice)")
@@ -127,7 +135,8 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    for path in (SST2, E5):
+    DATASET.update(DATASETS[args.dataset])
+    for path in (DATASET["dir"], E5):
         if not path.exists():
             sys.exit(f"error: {path} not found")
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -159,19 +168,20 @@ def main() -> None:
         start = time.perf_counter()
         if not (work / "teacher" / "nlpforge.json").is_file():
             finetune(FinetuneArgs(task="classify", model=str(E5), train=str(work / "train.tsv"),
-                                  eval=str(SST2 / "dev.tsv"), out=str(work / "teacher"), epochs=1, batch_size=32,
-                                  learning_rate=5e-5, max_length=MAX_LENGTH, progress=False, save_every=10**9))
+                                  eval=str(DATASET["dir"] / "dev.tsv"), out=str(work / "teacher"), epochs=1,
+                                  batch_size=32, learning_rate=5e-5, max_length=DATASET["max_length"],
+                                  data=DATASET["options"], progress=False, save_every=10**9))
         teacher_seconds = time.perf_counter() - start
         print(f"teacher fine-tuned in {teacher_seconds:.0f} s", file=sys.stderr)
         start = time.perf_counter()
         report = compress(CompressArgs(teacher=str(work / "teacher"), task="classify", train=str(distill_file),
-                                       eval=str(SST2 / "dev.tsv"), select_eval=str(select_file),
+                                       eval=str(DATASET["dir"] / "dev.tsv"), select_eval=str(select_file),
                                        out=str(work / "compressed"),
                                        layers=DISTILL["layers"], epochs=DISTILL["epochs"],
                                        batch_size=DISTILL["batch_size"], learning_rate=DISTILL["learning_rate"],
                                        temperature=DISTILL["temperature"], alpha=DISTILL["alpha"],
-                                       hidden_weight=DISTILL["hidden_weight"], max_length=MAX_LENGTH,
-                                       max_grad_norm=args.max_grad_norm,
+                                       hidden_weight=DISTILL["hidden_weight"], max_length=DATASET["max_length"],
+                                       max_grad_norm=args.max_grad_norm, data=DATASET["options"],
                                        progress=False))
         compress_seconds = time.perf_counter() - start
         report_md = (work / "compressed" / "report.md").read_text(encoding="utf-8")
@@ -185,10 +195,10 @@ def main() -> None:
     stages = {s["name"]: s for s in report["stages"]}
     teacher, student, int8 = stages["teacher"], stages["student"], stages["student int8 onnx"]
     result = {
-        "benchmark": "compress_sst2", "machine": machine_record(), "teacher_model": str(E5),
+        "benchmark": "compress_sst2", "dataset": args.dataset, "machine": machine_record(), "teacher_model": str(E5),
         "train_examples": args.train_size, "distill_examples": max(args.distill_size, args.train_size),
-        "max_length": MAX_LENGTH, "distill": DISTILL, "max_grad_norm": args.max_grad_norm,
-        "best_student_chosen_on": f"{SELECT_EXAMPLES} held-out SST-2 train examples",
+        "max_length": DATASET["max_length"], "distill": DISTILL, "max_grad_norm": args.max_grad_norm,
+        "best_student_chosen_on": f"{SELECT_EXAMPLES} held-out train examples",
         "teacher_finetune_seconds": round(teacher_seconds, 1), "compress_seconds": round(compress_seconds, 1),
         "stages": report["stages"],
         "ratios": {
