@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from transformers import AutoTokenizer
 
@@ -81,6 +83,18 @@ def test_encode_tagged_chinese_characters_xlmr(xlmr_tokenizer):
     assert labelled == [(i, LABEL_TO_ID[tag]) for i, tag in enumerate(tags)]  # exactly one per char, in order
     predicted = [0 if label == IGNORE_INDEX else label for label in labels]
     assert decode_word_tags(predicted, word_ids, LABELS, len(chars)) == tags
+    # Each tag sits on a piece that holds its character, never on a bare "▁" (SentencePiece splits a
+    # pre-split character into "▁" + character).
+    labelled_text = [xlmr_tokenizer.decode([feature["input_ids"][p]]).strip()
+                     for p, label in enumerate(labels) if label != IGNORE_INDEX]
+    assert all(labelled_text) and "".join(labelled_text) == unicodedata.normalize("NFKC", "".join(chars))
+
+
+def test_encode_tagged_truncation_keeps_the_closing_special_token(xlmr_tokenizer):
+    chars = list("中华人民共和国万岁")
+    (feature,) = encode_tagged(xlmr_tokenizer, [chars], [["O"] * len(chars)], LABEL_TO_ID, max_length=6)
+    assert len(feature["input_ids"]) == len(feature["attention_mask"]) == 6
+    assert feature["input_ids"][-1] == xlmr_tokenizer.eos_token_id and feature["word_ids"] == [None, 0, 1, 2, 3, None]
 
 
 def test_decode_word_tags_reads_first_sub_token_and_ignores_padding():

@@ -2,7 +2,9 @@
 
 Words are labelled through their first sub-token: the tokenizer splits each word into sub-tokens,
 the first one carries the word's tag and the others (and [CLS]/[SEP]) carry -100, the index that
-``torch.nn.functional.cross_entropy`` ignores. Decoding reads the prediction at each word's first
+``torch.nn.functional.cross_entropy`` ignores. Sub-tokens that hold no text are dropped first:
+SentencePiece tokenizers (XLM-R, E5) split a pre-split Chinese character into a bare word-boundary
+piece "▁" and the character, and the tag would land on the "▁". Decoding reads the prediction at each word's first
 sub-token back into one tag per word, and spans of tags into entities with character offsets.
 Chinese (MSRA) is tagged one character per word, English (CoNLL) one token per word.
 """
@@ -71,21 +73,35 @@ def encode_tagged(
         for index, (tokens, tags) in enumerate(zip(sentences_tokens, sentences_tags, strict=True)):
             if len(tokens) != len(tags):
                 raise InputDataError(f"sentence {index}: {len(tokens)} tokens but {len(tags)} tags")
-    encoding = tokenizer(
-        [list(tokens) for tokens in sentences_tokens], is_split_into_words=True, truncation=True, max_length=max_length
-    )
+    encoding = tokenizer([list(tokens) for tokens in sentences_tokens], is_split_into_words=True)
+    blank = _blank_pieces(tokenizer, encoding["input_ids"])
     features = []
     for index in range(len(sentences_tokens)):
-        word_ids = encoding.word_ids(index)
-        feature = {
-            "input_ids": encoding["input_ids"][index],
-            "attention_mask": encoding["attention_mask"][index],
-            "word_ids": word_ids,
-        }
+        kept = [(token, word) for token, word in zip(encoding["input_ids"][index], encoding.word_ids(index),
+                                                      strict=True) if word is None or token not in blank]
+        input_ids, word_ids = _truncate([token for token, _ in kept], [word for _, word in kept], max_length)
+        feature = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "word_ids": word_ids}
         if sentences_tags is not None:
             feature["labels"] = align_labels(word_ids, sentences_tags[index], label_to_id)
         features.append(feature)
     return features
+
+
+def _blank_pieces(tokenizer: PreTrainedTokenizerBase, batch_ids: Sequence[Sequence[int]]) -> set[int]:
+    """Ids in the batch of sub-tokens that decode to no text (SentencePiece's lone "▁")."""
+    return {i for i in {i for ids in batch_ids for i in ids} if not tokenizer.decode([i]).strip()}
+
+
+def _truncate(input_ids: Sequence[int], word_ids: Sequence[int | None], max_length: int) -> tuple[list, list]:
+    """Cut the words' sub-tokens so the sequence fits ``max_length``, keeping the leading and trailing
+    special tokens (word id None) as the tokenizer placed them."""
+    if len(input_ids) <= max_length:
+        return list(input_ids), list(word_ids)
+    head = next(i for i, w in enumerate(word_ids) if w is not None)
+    tail = next(i for i, w in enumerate(reversed(word_ids)) if w is not None)
+    body = max(0, max_length - head - tail)
+    keep = [*range(head + body), *range(len(input_ids) - tail, len(input_ids))]
+    return [input_ids[i] for i in keep], [word_ids[i] for i in keep]
 
 
 def word_offsets(text: str) -> tuple[list[str], list[tuple[int, int]]]:
