@@ -13,8 +13,9 @@
    (hard_label_weight 0.1, kd_loss_weight 0.9); its student's accuracy on dev.
 
     pip install textbrewer tensorboard && python benchmarks/compress_sst2.py
-    python benchmarks/compress_sst2.py --dataset chnsenticorp --train-size 3000 --distill-size 6000 \
-        --work benchmarks/work/compress-zh --skip-textbrewer --out benchmarks/results/compress_chnsenticorp.json
+    python benchmarks/compress_sst2.py --dataset chnsenticorp --train-size 3000 --distill-size 5000 \
+        --work benchmarks/work/compress-zh --skip-textbrewer --alpha 0.69 --max-grad-norm 0 \
+        --out benchmarks/results/compress_chnsenticorp.json
 """
 
 from __future__ import annotations
