@@ -4,8 +4,9 @@ Words are labelled through their first sub-token: the tokenizer splits each word
 the first one carries the word's tag and the others (and [CLS]/[SEP]) carry -100, the index that
 ``torch.nn.functional.cross_entropy`` ignores. Sub-tokens that hold no text are dropped first:
 SentencePiece tokenizers (XLM-R, E5) split a pre-split Chinese character into a bare word-boundary
-piece "▁" and the character, and the tag would land on the "▁". Decoding reads the prediction at each word's first
-sub-token back into one tag per word, and spans of tags into entities with character offsets.
+piece "▁" and the character, and the tag would land on the "▁". Decoding reads the prediction at
+each word's first sub-token back into one tag per word, and spans of tags into entities with
+character offsets.
 Chinese (MSRA) is tagged one character per word, English (CoNLL) one token per word.
 """
 
