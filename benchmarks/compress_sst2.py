@@ -5,7 +5,8 @@
    the train split (``--train-size``), max length 64 (ChnSentiCorp: 128), 1 epoch, lr 5e-5;
 2. ``nlpforge compress`` (recipes.compress): 4-layer student from teacher layers [3, 6, 9, 12],
    KD (T=2, alpha=0.9) for ``--epochs`` on ``--distill-size`` examples (default: the teacher's slice;
-   a larger slice adds examples the teacher labels softly, a transfer set as in Hinton et al.),
+   a larger slice adds examples the teacher labels softly, a transfer set as in Hinton et al.;
+   ``--transfer long`` fills it with the longest other train examples instead of a random slice),
    the best epoch chosen on 1,000 held-out train examples; torch INT8, ONNX, ONNX INT8 — every stage
    measured on dev in one process (accuracy, batch-1 latency, batch-32 throughput, size);
 3. TextBrewer's GeneralDistiller with the same teacher, student initialisation (the same teacher
@@ -13,6 +14,8 @@
    (hard_label_weight 0.1, kd_loss_weight 0.9); its student's accuracy on dev.
 
     pip install textbrewer tensorboard && python benchmarks/compress_sst2.py
+    python benchmarks/compress_sst2.py --transfer long --distill-size 20000 --alpha 0.69 --max-grad-norm 0 \
+        --work benchmarks/work/compress-long --out benchmarks/results/compress_sst2_long20k.json
     python benchmarks/compress_sst2.py --dataset chnsenticorp --train-size 3000 --distill-size 5000 \
         --work benchmarks/work/compress-zh --skip-textbrewer --alpha 0.69 --max-grad-norm 0 \
         --out benchmarks/results/compress_chnsenticorp.json
@@ -47,6 +50,27 @@ def write_slice(size: int, path: Path, skip: int = 0) -> None:
     body = rows[1:]
     random.Random(0).shuffle(body)
     path.write_text("\n".join([rows[0], *body[skip : skip + size]]) + "\n", encoding="utf-8")
+
+
+def write_long_transfer(train_size: int, distill_size: int, distill_path: Path, select_path: Path) -> None:
+    """Transfer set of full-sentence-like examples: the teacher's slice plus the longest other train examples.
+
+    SST-2 train is mostly short phrases (9.4 words on average) while its dev split holds full
+    sentences (19.5 words). The teacher's slice (the first ``train_size`` of the seeded order) is
+    kept; the ``distill_size - train_size + SELECT_EXAMPLES`` longest remaining train examples (by
+    words) are shuffled and split into the selection file (the first ``SELECT_EXAMPLES``) and the
+    rest of the transfer set. Only train examples are used; dev is never looked at.
+    """
+    rows = (DATASET["dir"] / "train.tsv").read_text(encoding="utf-8").splitlines()
+    body = rows[1:]
+    random.Random(0).shuffle(body)
+    teacher_slice, rest = body[:train_size], body[train_size:]
+    rest.sort(key=lambda row: len(row.split("\t")[0].split()), reverse=True)
+    longest = rest[: distill_size - train_size + SELECT_EXAMPLES]
+    random.Random(1).shuffle(longest)
+    select_path.write_text("\n".join([rows[0], *longest[:SELECT_EXAMPLES]]) + "\n", encoding="utf-8")
+    distill_path.write_text("\n".join([rows[0], *teacher_slice, *longest[SELECT_EXAMPLES:]]) + "\n",
+                            encoding="utf-8")
 
 
 def textbrewer_student_accuracy(teacher_dir: Path, train_file: Path, work: Path) -> dict:
@@ -113,12 +137,27 @@ def textbrewer_student_accuracy(teacher_dir: Path, train_file: Path, work: Path)
             "layer_map": layer_map}
 
 
+def write_transfer_files(args: argparse.Namespace, distill_path: Path, select_path: Path) -> None:
+    """The distillation set (the teacher's slice comes first) and the held-out selection set.
+
+    The best student epoch is chosen on train examples outside every slice, never on dev.
+    """
+    distill_size = max(args.distill_size, args.train_size)
+    if args.transfer == "long":
+        write_long_transfer(args.train_size, distill_size, distill_path, select_path)
+    else:  # the same seeded order as the teacher's slice, so the slices nest
+        write_slice(distill_size, distill_path)
+        write_slice(SELECT_EXAMPLES, select_path, skip=distill_size)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="sst2")
     parser.add_argument("--train-size", type=int, default=8000, help="teacher fine-tuning examples")
     parser.add_argument("--distill-size", type=int, default=0,
                         help="distillation examples (a superset of the teacher's slice; 0: the same slice)")
+    parser.add_argument("--transfer", choices=("random", "long"), default="random",
+                        help="examples beyond the teacher's slice: a random slice, or the longest train examples")
     parser.add_argument("--epochs", type=float, default=DISTILL["epochs"])
     parser.add_argument("--skip-textbrewer", action="store_true")
     parser.add_argument("--textbrewer-only", action="store_true",
@@ -149,11 +188,11 @@ def main() -> None:
         if args.work is None or not (args.work / "teacher" / "nlpforge.json").is_file():
             sys.exit("error: --textbrewer-only needs --work holding a fine-tuned teacher/")
         distill_file = args.work / "distill.tsv"
-        write_slice(max(args.distill_size, args.train_size), distill_file)
+        write_transfer_files(args, distill_file, args.work / "select.tsv")
         textbrewer = textbrewer_student_accuracy(args.work / "teacher", distill_file, args.work)
         result = {"benchmark": "compress_sst2 (TextBrewer side)", "machine": machine_record(),
-                  "distill_examples": max(args.distill_size, args.train_size), "distill": DISTILL,
-                  "textbrewer": textbrewer}
+                  "distill_examples": max(args.distill_size, args.train_size), "transfer": args.transfer,
+                  "distill": DISTILL, "textbrewer": textbrewer}
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         print(json.dumps(result, indent=2))
         return
@@ -161,11 +200,8 @@ def main() -> None:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         write_slice(args.train_size, work / "train.tsv")
-        distill_file = work / "distill.tsv"  # the same seeded order: the teacher's slice comes first
-        write_slice(max(args.distill_size, args.train_size), distill_file)
-        # The best student epoch is chosen on train examples outside every slice, never on dev.
-        select_file = work / "select.tsv"
-        write_slice(SELECT_EXAMPLES, select_file, skip=max(args.distill_size, args.train_size))
+        distill_file, select_file = work / "distill.tsv", work / "select.tsv"
+        write_transfer_files(args, distill_file, select_file)
         start = time.perf_counter()
         if not (work / "teacher" / "nlpforge.json").is_file():
             finetune(FinetuneArgs(task="classify", model=str(E5), train=str(work / "train.tsv"),
@@ -198,6 +234,7 @@ def main() -> None:
     result = {
         "benchmark": "compress_sst2", "dataset": args.dataset, "machine": machine_record(), "teacher_model": str(E5),
         "train_examples": args.train_size, "distill_examples": max(args.distill_size, args.train_size),
+        "transfer": args.transfer,
         "max_length": DATASET["max_length"], "distill": DISTILL, "max_grad_norm": args.max_grad_norm,
         "best_student_chosen_on": f"{SELECT_EXAMPLES} held-out train examples",
         "teacher_finetune_seconds": round(teacher_seconds, 1), "compress_seconds": round(compress_seconds, 1),

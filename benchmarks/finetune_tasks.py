@@ -38,7 +38,7 @@ TASKS = {
     "msra": dict(task="tag", model=E5, train="msra_ner/train.bio", eval="msra_ner/test.bio", limit=4000,
                  args=dict(epochs=1, batch_size=32, learning_rate=1e-4, max_length=128), target="f1 >= 90"),
     "cmrc": dict(task="span_qa", model=E5, train="cmrc2018/cmrc2018_trial.json", eval="cmrc2018/cmrc2018_dev.json",
-                 limit=0, args=dict(epochs=1, batch_size=16, learning_rate=5e-5, max_length=384),
+                 limit=0, args=dict(epochs=2, batch_size=16, learning_rate=1e-4, max_length=384),
                  target="EM/F1 reported"),
 }
 

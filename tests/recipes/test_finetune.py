@@ -80,6 +80,29 @@ def test_resume_after_a_crash_ends_with_the_same_weights(tiny_bert_dir: Path, tm
         assert torch.equal(tensor, resumed[key]), key
 
 
+def test_length_grouped_batches_cover_every_example_once_and_pad_less() -> None:
+    from nlpforge.recipes.finetune import epoch_batches
+
+    lengths = [int(x) for x in torch.randint(3, 120, (1000,), generator=torch.Generator().manual_seed(0))]
+    plain = epoch_batches(1000, 16, seed=7, epoch=1)
+    grouped = epoch_batches(1000, 16, seed=7, epoch=1, lengths=lengths)
+    assert len(grouped) == len(plain) == 63
+    assert sorted(i for batch in grouped for i in batch) == list(range(1000))
+
+    def padded_tokens(batches: list[list[int]]) -> int:
+        return sum(len(batch) * max(lengths[i] for i in batch) for batch in batches)
+
+    assert padded_tokens(grouped) < 0.7 * padded_tokens(plain)
+    assert grouped == epoch_batches(1000, 16, seed=7, epoch=1, lengths=lengths)  # resume replays it
+    assert grouped != epoch_batches(1000, 16, seed=7, epoch=2, lengths=lengths)
+    assert max(len(batch) for batch in grouped) == 16
+
+
+def test_group_by_length_training_learns(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    summary = finetune(classify_args(tiny_bert_dir, tmp_path, "grouped", group_by_length=True))
+    assert summary["best"] >= 80
+
+
 def test_early_stopping_and_keep_best(tiny_bert_dir: Path, tmp_path: Path) -> None:
     summary = finetune(classify_args(tiny_bert_dir, tmp_path, "early", epochs=30, learning_rate=1e-6,
                                      early_stopping=2, eval_every=1))

@@ -19,6 +19,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ class FinetuneArgs:
     seed: int = 42
     bf16: bool = False
     class_weights: bool = False
+    group_by_length: bool = False  # batch examples of similar length together (less padding, faster)
     resume: bool = False
     max_train_examples: int = 0  # 0 = all
     eval_batch_size: int = 64
@@ -108,11 +110,28 @@ def linear_schedule(warmup_steps: int, total_steps: int) -> Any:
     return factor
 
 
-def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The shuffled batches of one epoch; a pure function of (seed, epoch), so resume replays it."""
+LENGTH_WINDOW_BATCHES = 50  # --group-by-length sorts windows of this many batches (as transformers does)
+
+
+def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int,
+                  lengths: Sequence[int] | None = None) -> list[list[int]]:
+    """The shuffled batches of one epoch; a pure function of (seed, epoch), so resume replays it.
+
+    With ``lengths`` (tokens per example) examples of similar length share a batch, so dynamic
+    padding pads less: the shuffled order is cut into windows of ``LENGTH_WINDOW_BATCHES`` batches,
+    each window is sorted by length and cut into batches, and the batches are shuffled. The number
+    of batches stays ``ceil(num_examples / batch_size)``.
+    """
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(num_examples, generator=generator).tolist()
-    return [order[i : i + batch_size] for i in range(0, num_examples, batch_size)]
+    if lengths is None:
+        return [order[i : i + batch_size] for i in range(0, num_examples, batch_size)]
+    window = LENGTH_WINDOW_BATCHES * batch_size
+    batches = []
+    for start in range(0, num_examples, window):
+        by_length = sorted(order[start : start + window], key=lambda i: lengths[i], reverse=True)
+        batches += [by_length[i : i + batch_size] for i in range(0, len(by_length), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def seed_everything(seed: int) -> None:
@@ -189,6 +208,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     if args.class_weights and labels:
         class_weights = runner.class_weights([f["labels"] for f in features], len(labels))
     trained = nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
+    lengths = [len(feature["input_ids"]) for feature in features] if args.group_by_length else None
 
     steps_per_epoch = math.ceil(math.ceil(len(features) / args.batch_size) / args.grad_accum)
     total_steps = max(1, math.ceil(steps_per_epoch * args.epochs))
@@ -227,7 +247,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
     stopped = False
     while state["step"] < total_steps and not stopped:
-        batches = epoch_batches(len(features), args.batch_size, args.seed, state["epoch"])
+        batches = epoch_batches(len(features), args.batch_size, args.seed, state["epoch"], lengths)
         for index in range(state["batch"], len(batches)):
             batch = collate([features[i] for i in run.shard(batches[index])], base.tokenizer.pad_token_id)
             with autocast:
