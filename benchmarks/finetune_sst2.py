@@ -4,7 +4,8 @@ MiniLM-L6 (all-MiniLM-L6-v2), max length 64, 1 epoch on a seeded 20,000-example 
 train (``--train-size 0`` = all 67,349), reported on SST-2 dev. Both runs: AdamW lr 1e-4, weight
 decay 0.01 (not on biases/LayerNorm), 10% linear warmup then linear decay, batch 32, clipping 1.0,
 dynamic padding, seed 42, the machine's default torch threads. Training time excludes evaluation.
-Throughput = real (non-padding) training tokens / training seconds.
+Throughput = real (non-padding) training tokens / seconds of the training loop (``Trainer.train()``;
+nlpforge's loop as ``finetune`` reports it); nlpforge's end-to-end throughput is recorded beside it.
 
     python benchmarks/finetune_sst2.py --out benchmarks/results/finetune_sst2.json
 """
@@ -48,13 +49,14 @@ def run_nlpforge(train_file: Path, dev_file: Path, out: Path) -> dict:
     args = FinetuneArgs(task="classify", model=MODEL, train=str(train_file), out=str(out), progress=False,
                         save_every=10**9, log_every=50, **HYPER)
     start = time.perf_counter()
-    finetune(args)
+    summary = finetune(args)
     seconds = time.perf_counter() - start
     loaded = load_checkpoint(out)
     runner = RUNNERS["classify"]
     metrics = runner.evaluate(loaded.model, loaded.tokenizer, runner.read(dev_file, DataOptions()),
                               loaded.meta["labels"], HYPER["max_length"], 64, DataOptions())
-    return {"train_seconds_incl_load_and_save": round(seconds, 1), "dev_accuracy": round(metrics["accuracy"], 2)}
+    return {"train_seconds_incl_load_and_save": round(seconds, 1), "train_loop_seconds": summary["loop_seconds"],
+            "dev_accuracy": round(metrics["accuracy"], 2)}
 
 
 def run_trainer(rows: list[tuple[str, str]], dev_rows: list[tuple[str, str]], out: Path) -> dict:
@@ -117,7 +119,10 @@ def main() -> None:
         print(json.dumps({"nlpforge": ours}), file=sys.stderr)
         theirs = run_trainer(rows, dev_rows, tmp_dir / "trainer")
         print(json.dumps({"trainer": theirs}), file=sys.stderr)
-    ours["tokens_per_s"] = round(tokens / ours["train_seconds_incl_load_and_save"], 1)
+    # Like for like: Trainer.train() times the training loop (data already tokenized), so ours is the
+    # loop too; the end-to-end figure (reading, tokenizing, loading, saving) is kept beside it.
+    ours["tokens_per_s"] = round(tokens / ours["train_loop_seconds"], 1)
+    ours["tokens_per_s_end_to_end"] = round(tokens / ours["train_seconds_incl_load_and_save"], 1)
     theirs["tokens_per_s"] = round(tokens / theirs["train_seconds"], 1)
     report = {
         "benchmark": "finetune_sst2", "model": MODEL, "train_examples": len(rows), "train_tokens": tokens,
@@ -126,7 +131,8 @@ def main() -> None:
         "accuracy_gap_points": round(ours["dev_accuracy"] - theirs["dev_accuracy"], 2),
         "tokens_per_s_ratio": round(ours["tokens_per_s"] / theirs["tokens_per_s"], 3),
         "targets": {"accuracy_gap_points": ">= -0.5", "tokens_per_s_ratio": ">= 1.0", "dev_accuracy_on_20k": ">= 88"},
-        "note": "nlpforge's time includes loading the model and saving the checkpoint; Trainer's does not.",
+        "note": "tokens_per_s: training loop only for both (Trainer.train(); nlpforge's loop seconds); "
+                "nlpforge's tokens_per_s_end_to_end also counts reading, tokenizing, loading and saving.",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

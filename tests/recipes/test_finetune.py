@@ -47,6 +47,7 @@ def test_classifier_learns_and_transformers_loads_it(tiny_bert_dir: Path, tmp_pa
     summary = finetune(classify_args(tiny_bert_dir, tmp_path, "run"))
     out = Path(summary["out"])
     assert summary["best"] >= 90.0
+    assert summary["loop_seconds"] > 0 and summary["tokens_per_s"] > 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]
     assert losses[-1] < losses[0]

@@ -246,6 +246,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     window = {"loss": 0.0, "micro": 0, "examples": 0, "tokens": 0, "start": time.perf_counter()}
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
     stopped = False
+    loop_start, tokens_trained = time.perf_counter(), 0  # this process's run (since the resume point)
     while state["step"] < total_steps and not stopped:
         batches = epoch_batches(len(features), args.batch_size, args.seed, state["epoch"], lengths)
         for index in range(state["batch"], len(batches)):
@@ -258,6 +259,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
             window["micro"] += 1
             window["examples"] += len(batches[index])
             window["tokens"] += int(batch["attention_mask"].sum()) * run.world
+            tokens_trained += int(batch["attention_mask"].sum()) * run.world
             state["batch"] = index + 1
             if state["batch"] % args.grad_accum and state["batch"] < len(batches):
                 continue
@@ -285,6 +287,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
                 stopped = evaluate_and_keep_best()
     if eval_examples is not None and not stopped and state["evaluated_step"] != state["step"]:
         evaluate_and_keep_best()  # a fractional last epoch ends between evaluations
+    loop_seconds = time.perf_counter() - loop_start
     bar.close()
     if eval_examples is None and run.main:  # nothing to choose a best by: keep the last model
         save_checkpoint(out, model, model.config, base.tokenizer, args.task, {**meta, "step": state["step"]})
@@ -292,7 +295,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         save_resume(out / RESUME_DIR, model, optimizer, scheduler, state)
     run.barrier()
     return {"out": str(out), "steps": state["step"], "best": state["best"], "best_step": state["best_step"],
-            "metric": runner.metric}
+            "metric": runner.metric, "loop_seconds": round(loop_seconds, 1),
+            "tokens_per_s": round(tokens_trained / max(loop_seconds, 1e-9), 1)}
 
 
 def flush_window(window: dict[str, Any], state: dict[str, Any], lr: float, grad_accum: int) -> dict[str, Any]:
