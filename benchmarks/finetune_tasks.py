@@ -30,13 +30,13 @@ TASKS = {
                   limit=2000, args=dict(epochs=2, batch_size=32, learning_rate=1e-4, max_length=256),
                   train_data=dict(articles=(0, 38)), eval_data=dict(articles=(38, 48)), target="EM/F1 reported"),
     "chnsenticorp": dict(task="classify", model=E5, train="chnsenticorp/train.tsv", eval="chnsenticorp/dev.tsv",
-                         limit=3000, args=dict(epochs=1, batch_size=32, learning_rate=5e-5, max_length=128,
+                         limit=0, args=dict(epochs=2, batch_size=32, learning_rate=5e-5, max_length=128,
                                                group_by_length=True),
                          data=dict(text_column="text_a"), target="accuracy >= 92"),
-    "afqmc": dict(task="classify", model=E5, train="afqmc/train.txt", eval="afqmc/dev.txt", limit=6000,
-                  args=dict(epochs=1, batch_size=32, learning_rate=5e-5, max_length=64),
+    "afqmc": dict(task="classify", model=E5, train="afqmc/train.txt", eval="afqmc/dev.txt", limit=0,
+                  args=dict(epochs=2, batch_size=32, learning_rate=1e-4, max_length=64, group_by_length=True),
                   data=dict(text_column=0, text_pair_column=1, label_column=2), target="accuracy >= 70"),
-    "msra": dict(task="tag", model=E5, train="msra_ner/train.bio", eval="msra_ner/test.bio", limit=4000,
+    "msra": dict(task="tag", model=E5, train="msra_ner/train.bio", eval="msra_ner/test.bio", limit=0,
                  args=dict(epochs=1, batch_size=32, learning_rate=1e-4, max_length=128, group_by_length=True),
                  target="f1 >= 90"),
     "cmrc": dict(task="span_qa", model=E5, train="cmrc2018/cmrc2018_trial.json", eval="cmrc2018/cmrc2018_dev.json",
@@ -70,7 +70,7 @@ def run_task(name: str, train_limit: int, out_dir: Path) -> dict:
             "train_limit": train_limit or None, "settings": {**spec["args"], "data": data},
             "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.perf_counter() - start, 1),
             "metrics": {k: (round(v, 2) if isinstance(v, float) else v) for k, v in metrics.items()},
-            "target": spec["target"]}
+            "target": spec["target"], "command": "python " + " ".join(sys.argv)}
 
 
 def main() -> None:
