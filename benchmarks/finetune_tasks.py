@@ -34,7 +34,7 @@ TASKS = {
                                                group_by_length=True),
                          data=dict(text_column="text_a"), target="accuracy >= 92"),
     "afqmc": dict(task="classify", model=E5, train="afqmc/train.txt", eval="afqmc/dev.txt", limit=0,
-                  args=dict(epochs=2, batch_size=32, learning_rate=1e-4, max_length=64, group_by_length=True),
+                  args=dict(epochs=1, batch_size=32, learning_rate=5e-5, max_length=64, group_by_length=True),
                   data=dict(text_column=0, text_pair_column=1, label_column=2), target="accuracy >= 70"),
     "msra": dict(task="tag", model=E5, train="msra_ner/train.bio", eval="msra_ner/test.bio", limit=0,
                  args=dict(epochs=1, batch_size=32, learning_rate=1e-4, max_length=128, group_by_length=True),
