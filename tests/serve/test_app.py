@@ -116,12 +116,47 @@ def test_bare_encoder_embeds_but_does_not_predict(tmp_path: Path, tiny_vocab: Pa
         (b'{"inputs": [{"text": 1}]}', 422, "inputs[0]"),
         (b'{"inputs": [{"text": "a", "text_pair": ""}]}', 422, "inputs[0].text_pair"),
         (b'{"inputs": [{"question": "a", "context": "b"}]}', 422, "inputs[0]"),
+        # nested past the JSON decoder's recursion limit
+        (b"[" * 5000 + b"]" * 5000, 400, None),
+        (b'{"inputs": ["a", ' + b"[" * 5000 + b"]" * 5000 + b"]}", 400, "inputs[1]"),
+        # lone surrogates (JSON escapes that are not Unicode text), in a text, a pair, a name, a key
+        (b'{"inputs": ["\\ud800"]}', 422, "inputs[0]"),
+        (b'{"inputs": ["a", {"text": "b", "text_pair": "c\\udfff"}]}', 422, "inputs[1].text_pair"),
+        (b'{"inputs": [{"\\udc00": "a"}]}', 422, "inputs[0]"),
+        (b'{"\\ud800": ["a"]}', 422, "\ud800"),
+        (b'{"inputs": ["\xed\xa0\x80"]}', 400, None),  # a surrogate as UTF-8 bytes: not UTF-8
+        (b'{"inputs": ["a"], "n": NaN}', 400, None),
     ],
 )
 def test_bad_requests_get_4xx_naming_the_field(client: TestClient, body: bytes, status: int, field: str | None) -> None:
     response = client.post("/v1/predict", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == status, response.text
     assert response.json()["field"] == field and response.json()["error"]
+
+
+def test_embed_refuses_lone_surrogates(client: TestClient) -> None:
+    response = client.post("/v1/embed", content=b'{"inputs": ["a", "b\\ud83d"]}')
+    assert response.status_code == 422 and response.json()["field"] == "inputs[1]"
+    assert client.post("/v1/embed", json={"inputs": ["a \U0001f600"]}).status_code == 200  # a pair is fine
+
+
+def test_client_gone_mid_body_is_not_a_server_error(client: TestClient) -> None:
+    messages = iter([{"type": "http.request", "body": b'{"inputs": [', "more_body": True},
+                     {"type": "http.disconnect"}])
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return next(messages)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/predict", "raw_path": b"/v1/predict", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1), "server": ("t", 80)}
+    asyncio.run(client.app(scope, receive, send))
+    assert sent[0]["status"] == 499
+    assert 'nlpforge_requests_total{route="/v1/predict",status="499"} 1.0' in client.get("/metrics").text
 
 
 def test_size_limits(classifier: Predictor) -> None:

@@ -4,7 +4,10 @@ Routes: ``POST /v1/predict``, ``POST /v1/embed``, ``GET /v1/model``, ``GET /heal
 ``GET /ready`` (loaded and warmed), ``GET /metrics`` (Prometheus), ``GET /`` (playground page),
 ``GET /docs`` (OpenAPI). Every error is JSON ``{"error": message, "field": name-or-null}``: 4xx for
 anything a client sends (the message names the field), 503 + Retry-After when the queue is full
-or the server is draining, 504 when a request outlives ``request_timeout_s``.
+or the server is draining, 504 when a request outlives ``request_timeout_s``. No body a client can
+send gets a 500: bodies are decoded as strict JSON (no NaN), nested at most ``MAX_JSON_DEPTH`` deep,
+and every text must be valid Unicode before it is queued, because a batch that fails fails for
+every request in it.
 """
 
 from __future__ import annotations
@@ -12,16 +15,19 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
+from json.decoder import scanstring
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from nlpforge.errors import NlpforgeError
 from nlpforge.predictor import Predictor, json_type
@@ -30,6 +36,14 @@ from nlpforge.serve.metrics import MetricsMiddleware, ServerMetrics
 from nlpforge.serve.workers import ThreadWorker, warm_up
 
 API_VERSION = "v1"
+# A request needs three levels (body, inputs, one input). The JSON decoder recurses once per level
+# and dies with RecursionError near the interpreter's limit (~1,000), so deeper bodies are refused
+# before decoding.
+MAX_JSON_DEPTH = 32
+# Paired surrogates in a JSON string decode to one code point, so any surrogate left in a decoded
+# string is a lone one: not Unicode text, cannot be encoded as UTF-8, and the tokenizer raises on it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_STRUCTURE = re.compile(r'[\[\]{}",:]')
 
 
 @dataclass
@@ -62,7 +76,11 @@ class ClientError(Exception):
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), status, headers, media_type="application/json")
+    try:
+        content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # an error echoing a lone surrogate it was sent: \u escapes are valid JSON
+        content = json.dumps(body).encode("ascii")
+    return Response(content, status, headers, media_type="application/json")
 
 
 def create_app(model: Predictor, settings: ServeSettings | None = None,
@@ -206,19 +224,74 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
 async def _read_json(request: Request, limit: int) -> Any:
     """The request body parsed as JSON, refused (413) past ``limit`` bytes without reading it all."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:  # isdigit alone takes '²'
         raise ClientError(413, f"body of {declared} bytes exceeds the limit of {limit}; send fewer inputs")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ClientError(413, f"body exceeds the limit of {limit} bytes; send fewer inputs")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise ClientError(413, f"body exceeds the limit of {limit} bytes; send fewer inputs")
+    except ClientDisconnect:
+        # Nobody reads the answer; 499 (nginx's "client closed request") keeps it out of the 5xx count.
+        raise ClientError(499, "client disconnected before sending the whole body") from None
     if not body:
         raise ClientError(400, 'empty body; send JSON like {"inputs": ["some text"]}')
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+        # json.loads(bytes) would decode with 'surrogatepass', letting UTF-8-encoded surrogates through.
+        text = bytes(body).decode(json.detect_encoding(body))
+    except UnicodeDecodeError as error:
+        raise ClientError(400, f"body is not valid UTF-8 (byte {error.start}: {error.reason}); "
+                          "send JSON text encoded as UTF-8") from None
+    too_deep, field = _nested_too_deep(text, MAX_JSON_DEPTH)
+    if too_deep:
+        raise ClientError(400, f"{field or 'body'}: arrays/objects nested more than {MAX_JSON_DEPTH} deep; "
+                          'send JSON like {"inputs": ["some text"]}', field)
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except ValueError as error:
         raise ClientError(400, f"body is not valid JSON ({error})") from None
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _nested_too_deep(text: str, limit: int) -> tuple[bool, str | None]:
+    """Whether the JSON ``text`` nests arrays/objects more than ``limit`` deep, and where: the top-level
+    key (``inputs``), with ``[i]`` inside that key's array; None for the body itself.
+
+    Linear in the brackets, strings and separators (string contents are skipped by the decoder's own
+    C scanner). Malformed text may answer False: json.loads then fails on it before getting deep."""
+    if text.count("[") + text.count("{") <= limit:
+        return False, None
+    stack: list[str] = []
+    string: str | None = None
+    key: str | None = None
+    index = 0
+    position = 0
+    while (match := _STRUCTURE.search(text, position)) is not None:
+        char, position = match.group(), match.end()
+        if char == '"':
+            try:
+                string, position = scanstring(text, position)
+            except ValueError:
+                return False, None
+        elif char == ":":
+            if len(stack) == 1:
+                key, index = string, 0
+        elif char == ",":
+            if len(stack) == 2:
+                index += 1
+        elif char in "[{":
+            stack.append(char)
+            if len(stack) > limit:
+                if stack[0] == "[" or key is None:
+                    return True, None
+                return True, f"{key}[{index}]" if stack[1] == "[" else key
+        elif stack:  # ] or }
+            stack.pop()
+    return False, None
 
 
 def _inputs_of(payload: Any, settings: ServeSettings) -> list[Any]:
@@ -246,7 +319,24 @@ def _inputs_of(payload: Any, settings: ServeSettings) -> list[Any]:
         if chars > settings.max_chars:
             raise ClientError(413, f"inputs[{i}]: {chars} characters exceed the limit of {settings.max_chars}",
                               f"inputs[{i}]")
+        where = _lone_surrogate(record, f"inputs[{i}]")
+        if where is not None:
+            raise ClientError(422, f"{where}: holds a lone surrogate (a \\ud800-\\udfff escape without its "
+                              "pair), which is not Unicode text; send valid UTF-8", where)
     return inputs
+
+
+def _lone_surrogate(record: Any, where: str) -> str | None:
+    """The field of one input whose string holds a lone surrogate (``where`` or ``where.name``), or None."""
+    if isinstance(record, str):
+        return where if _SURROGATE.search(record) else None
+    if isinstance(record, dict):
+        for name, value in record.items():
+            if _SURROGATE.search(name):
+                return where
+            if isinstance(value, str) and _SURROGATE.search(value):
+                return f"{where}.{name}"
+    return None
 
 
 def _parse(model: Predictor, record: Any, index: int) -> Any:
