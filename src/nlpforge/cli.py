@@ -5,8 +5,10 @@ Errors a user can cause (``NlpforgeError``) print one line on stderr and exit wi
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import sys
 from enum import Enum
 from pathlib import Path
@@ -467,30 +469,69 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve a model over HTTP: /v1/predict, /v1/embed, /health, /ready, /metrics, /docs, and a playground at /."""
-    import torch
-    import uvicorn
+    # The address is taken first and handed to uvicorn: a busy port is a one-line error at once, not
+    # after seconds of imports and loading, and no other process can take it while the model loads.
+    with _listen_socket(host, port) as listener:
+        import contextlib
 
-    from nlpforge.predictor import Predictor
-    from nlpforge.serve.app import ServeSettings, create_app
-    from nlpforge.serve.workers import ThreadWorker
+        import torch
+        import uvicorn
 
-    per_instance = max(1, (threads or os.cpu_count() or 1) // instances)
-    torch.set_num_threads(per_instance)
-    settings = ServeSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
-                             request_timeout_s=request_timeout, max_body_bytes=max_body_bytes,
-                             max_inputs=min(max_inputs, max_queue), max_chars=max_chars, api_key=api_key)
-    backend_name = backend.value if backend else None
-    model = Predictor.load(artifact, backend_name, per_instance, max_batch_size)
-    workers = [ThreadWorker(model)] + [
-        ThreadWorker(Predictor.load(artifact, backend_name, per_instance, max_batch_size))
-        for _ in range(instances - 1)]
-    typer.echo(f"serving {artifact} (task: {model.task or 'embeddings only'}, backend: {model.backend}, "
-               f"{instances} instance(s) x {per_instance} thread(s)) on http://{host}:{port}  "
-               f"playground: /  docs: /docs", err=True)
-    # SIGTERM/SIGINT: uvicorn stops accepting, lets in-flight requests finish (up to 30 s), then the
-    # app's shutdown drains the batcher.
-    uvicorn.run(create_app(model, settings, workers), host=host, port=port, log_level=log_level,
-                timeout_graceful_shutdown=30, access_log=False)
+        from nlpforge.predictor import Predictor
+        from nlpforge.serve.app import ServeSettings, create_app
+        from nlpforge.serve.workers import ThreadWorker
+
+        port = listener.getsockname()[1]  # the one the system chose for --port 0
+        per_instance = max(1, (threads or os.cpu_count() or 1) // instances)
+        torch.set_num_threads(per_instance)
+        settings = ServeSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                                 request_timeout_s=request_timeout, max_body_bytes=max_body_bytes,
+                                 max_inputs=min(max_inputs, max_queue), max_chars=max_chars, api_key=api_key)
+        backend_name = backend.value if backend else None
+        model = Predictor.load(artifact, backend_name, per_instance, max_batch_size)
+        workers = [ThreadWorker(model)] + [
+            ThreadWorker(Predictor.load(artifact, backend_name, per_instance, max_batch_size))
+            for _ in range(instances - 1)]
+        typer.echo(f"serving {artifact} (task: {model.task or 'embeddings only'}, backend: {model.backend}, "
+                   f"{instances} instance(s) x {per_instance} thread(s)) on http://{host}:{port}  "
+                   f"playground: /  docs: /docs", err=True)
+        # SIGTERM/SIGINT: uvicorn stops accepting, lets in-flight requests finish (up to 30 s), then the
+        # app's shutdown drains the batcher.
+        config = uvicorn.Config(create_app(model, settings, workers), host=host, port=port, log_level=log_level,
+                                timeout_graceful_shutdown=30, access_log=False)
+        server = uvicorn.Server(config)
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C during the graceful shutdown
+            server.run(sockets=[listener])
+    if not server.started:
+        sys.exit(3)  # uvicorn's status for a failed startup (the app's own startup raised; uvicorn logged why)
+
+
+def _listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) as uvicorn binds one (SO_REUSEADDR; IPv6 when the host has ':')."""
+    from nlpforge.errors import BindError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # Lets a restarted server reuse a port whose old connections linger in TIME_WAIT; Linux still
+        # refuses a port that another socket is listening on.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        if isinstance(error, socket.gaierror):
+            raise BindError(f"--host {host!r} is not an address or a known host name ({error.strerror}); "
+                            "use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None
+        if error.errno == errno.EADDRINUSE:
+            raise BindError(f"port {port} on {host} is in use; stop the process listening there (`ss -ltnp` "
+                            "shows it) or pass another --port (--port 0 picks a free one)") from None
+        if error.errno == errno.EADDRNOTAVAIL:
+            raise BindError(f"--host {host} is not an address of this machine; use 127.0.0.1 (this machine "
+                            "only), 0.0.0.0 (every interface) or one of its own addresses") from None
+        if error.errno == errno.EACCES:
+            raise BindError(f"port {port} on {host} needs privileges to listen on; pass a --port above 1023") from None
+        raise BindError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
+    return sock
 
 
 @app.command("bench-serve")

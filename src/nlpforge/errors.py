@@ -25,3 +25,7 @@ class ConfigError(NlpforgeError):
 
 class InputDataError(NlpforgeError):
     """An input data file that is missing, empty, mis-encoded or malformed."""
+
+
+class BindError(NlpforgeError):
+    """A server address that cannot be listened on: the port is in use, the host is not this machine's."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import socket
@@ -84,6 +85,44 @@ def test_sigterm_drains_in_flight_requests(checkpoint: Path, stop_later: list) -
     assert process.wait(30) in (0, -signal.SIGTERM)
     log = process.stderr.read()
     assert "Traceback" not in log and "http://127.0.0.1:" in log  # loopback unless told otherwise
+
+
+def test_busy_port_is_a_one_line_error_before_the_model_loads(tmp_path: Path) -> None:
+    with socket.socket() as holder:  # another server on the port
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        # The model path does not exist: the port's error comes first, so nothing was loaded.
+        result = subprocess.run([*nlpforge_command(), "serve", str(tmp_path / "no-model"), "--port", str(port)],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: port {port} on 127.0.0.1 is in use; "), lines
+    assert "--port" in lines[0]
+
+
+def test_port_0_serves_on_the_port_it_prints(checkpoint: Path, stop_later: list, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([*nlpforge_command(), "serve", str(checkpoint), "--port", "0", "--threads", "1",
+                                    "--log-level", "warning"], stdout=out, stderr=subprocess.STDOUT, text=True)
+    stop_later.append(process)
+    deadline = time.monotonic() + 90
+    while not (found := re.search(r"on http://127\.0\.0\.1:(\d+) ", log.read_text())):
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    url = f"http://127.0.0.1:{found.group(1)}"
+    assert found.group(1) != "0"
+    while True:
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    assert httpx.post(f"{url}/v1/predict", json={"inputs": ["a b"]}).status_code == 200
 
 
 def test_bench_serve_closed_and_open_loop(checkpoint: Path, stop_later: list, tmp_path: Path,
