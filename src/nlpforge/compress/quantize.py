@@ -43,7 +43,7 @@ QDQ graph is for runtimes that want calibrated QDQ graphs (TensorRT, NPU executi
 from __future__ import annotations
 
 import contextlib
-import copy
+import dataclasses
 import io
 import json
 import logging
@@ -57,6 +57,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
@@ -68,7 +70,6 @@ from nlpforge.checkpoint import (
     load_tokenizer,
     nlpforge_state_dict,
     read_meta,
-    save_checkpoint,
     save_hf_weights,
     write_directory_atomically,
 )
@@ -83,13 +84,26 @@ from nlpforge.compress.export import (
     onnx_precision,
 )
 from nlpforge.convert import nlpforge_to_hf
-from nlpforge.convert.hf_config import config_to_hf, read_hf_config
-from nlpforge.errors import ConfigError
+from nlpforge.convert.hf_config import config_from_hf, config_to_hf, head_from_hf, read_hf_config
+from nlpforge.errors import CheckpointError, ConfigError
+from nlpforge.models.bert import BertModel
 
 TORCH_INT8 = "int8-torch-dynamic"
+TORCH_INT8_FILE = "model.int8.safetensors"
+# What a torch int8 artifact holds, recorded in its nlpforge.json.
+TORCH_INT8_SETTINGS = {
+    "method": "torch.ao.quantization.quantize_dynamic", "modules": ["Linear"],
+    "weights": "int8 symmetric, per output channel (per_channel_dynamic_qconfig)",
+    "activations": "quantized per call to 7 bits (reduce_range: no 16-bit overflow on AVX2)",
+    "embeddings": "fp32", "file": TORCH_INT8_FILE,
+}
 HALF_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
 # Static quantization leaves these MatMuls' activations to per-call (dynamic) quantization.
 STATIC_EXCLUDED = ("/ffn/down/",)
+# onnxruntime INT8 weights (module doc: why, and what each alternative measured): int8 per output
+# channel in 7 bits, so that uint8 x int8 products never overflow the 16-bit sums of the x86
+# kernels used on CPUs without VNNI (2 * 255 * 64 = 32,640 <= 32,767). Recorded in nlpforge.json.
+ONNX_WEIGHTS = {"weight_type": "int8", "per_channel": True, "reduce_range": True}
 
 
 # ----------------------------------------------------------------------------------------- ONNX
@@ -131,18 +145,31 @@ def _preprocess(src: Path, dst: Path) -> None:
         quant_pre_process(str(src), str(dst))
 
 
+def _settings(**fields: Any) -> dict[str, Any]:
+    """The ``quantization`` record of nlpforge.json: the weight settings, ``fields``, the onnxruntime version."""
+    import onnxruntime
+
+    return {**ONNX_WEIGHTS, **fields, "onnxruntime": onnxruntime.__version__}
+
+
 def quantize_onnx_dynamic(src_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
-    """An ``int8-dynamic`` copy of an fp32 ONNX directory (int8 per-channel weights; see the module doc)."""
+    """An ``int8-dynamic`` copy of an fp32 ONNX directory (7-bit int8 per-channel weights; see the module doc).
+
+    nlpforge.json records the settings under ``quantization``.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src_dir = Path(src_dir)
     _require_fp32_onnx(src_dir)
+    op_types = ["MatMul", "Gather"]
 
     def write(tmp: Path) -> None:
         with _quiet():
             quantize_dynamic(str(src_dir / ONNX_FILE), str(tmp / ONNX_FILE), weight_type=QuantType.QInt8,
-                             per_channel=True, op_types_to_quantize=["MatMul", "Gather"])
-        _copy_side_files(src_dir, tmp, "int8-dynamic")
+                             per_channel=ONNX_WEIGHTS["per_channel"], reduce_range=ONNX_WEIGHTS["reduce_range"],
+                             op_types_to_quantize=op_types)
+        _copy_side_files(src_dir, tmp, "int8-dynamic",
+                         quantization=_settings(activations="uint8, quantized per call", op_types=op_types))
 
     return write_directory_atomically(Path(out_dir), write)
 
@@ -225,7 +252,8 @@ def quantize_onnx_static(
             with _quiet():
                 quantize_static(
                     str(prepared), str(static), Reader(calibration, input_names, pad_id),
-                    quant_format=QuantFormat.QDQ, per_channel=True,
+                    quant_format=QuantFormat.QDQ, per_channel=ONNX_WEIGHTS["per_channel"],
+                    reduce_range=ONNX_WEIGHTS["reduce_range"],
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.Percentile,
                     op_types_to_quantize=["MatMul", "Gemm", "Gather"], nodes_to_exclude=excluded,
@@ -233,10 +261,15 @@ def quantize_onnx_static(
                 )
                 if excluded:
                     quantize_dynamic(str(static), str(tmp / ONNX_FILE), weight_type=QuantType.QInt8,
-                                     per_channel=True, nodes_to_quantize=excluded, op_types_to_quantize=["MatMul"])
+                                     per_channel=ONNX_WEIGHTS["per_channel"],
+                                     reduce_range=ONNX_WEIGHTS["reduce_range"], nodes_to_quantize=excluded,
+                                     op_types_to_quantize=["MatMul"])
                 else:
                     shutil.copy2(static, tmp / ONNX_FILE)
-        _copy_side_files(src_dir, tmp, "int8-static", calibration_batches=len(calibration))
+        _copy_side_files(src_dir, tmp, "int8-static", calibration_batches=len(calibration),
+                         quantization=_settings(activations="uint8, calibrated (Percentile 99.999); "
+                                                "FFN output projections quantized per call",
+                                                format="QDQ", op_types=["MatMul", "Gemm", "Gather"]))
 
     return write_directory_atomically(Path(out_dir), write)
 
@@ -260,18 +293,44 @@ def quantize_torch_dynamic(model: nn.Module) -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(model, {nn.Linear: qconfig}, dtype=torch.qint8).eval()
 
 
-def _dequantized_copy(model: nn.Module) -> nn.Module:
-    """An fp32 copy of a dynamic-int8 model: each quantized Linear back as an nn.Linear of its int8 values."""
-    fp32 = copy.deepcopy(model)
-    for name, module in list(fp32.named_modules()):
-        if isinstance(module, torch.ao.nn.quantized.dynamic.Linear):
-            linear = nn.Linear(module.in_features, module.out_features, bias=module.bias() is not None)
-            linear.weight.data = module.weight().dequantize()
-            if module.bias() is not None:
-                linear.bias.data = module.bias().detach().clone()
-            parent, _, child = name.rpartition(".")
-            setattr(fp32.get_submodule(parent) if parent else fp32, child, linear)
-    return fp32
+def _int8_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors of a dynamic-int8 model under its own state-dict names, nothing packed.
+
+    Each quantized Linear ``X`` becomes ``X.weight`` (out, in) int8, ``X.weight_scale`` (out,)
+    float64 and ``X.weight_zero_point`` (out,) int64 (0-dim for a per-tensor weight), ``X.bias``
+    (out,) fp32; every other parameter and buffer is stored as it is (fp32).
+    """
+    quantized = {name: module for name, module in model.named_modules()
+                 if isinstance(module, torch.ao.nn.quantized.dynamic.Linear)}
+    tensors: dict[str, torch.Tensor] = {}
+    for name, module in quantized.items():
+        weight = module.weight()  # (out, in) qint8
+        if weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            if weight.q_per_channel_axis() != 0:
+                raise ConfigError(f"{name}: int8 weight quantized along axis {weight.q_per_channel_axis()}; "
+                                  "only per-output-channel (axis 0) or per-tensor weights can be stored")
+            scale, zero_point = weight.q_per_channel_scales(), weight.q_per_channel_zero_points()
+        else:
+            scale = torch.tensor(weight.q_scale(), dtype=torch.float64)
+            zero_point = torch.tensor(weight.q_zero_point(), dtype=torch.int64)
+        tensors[f"{name}.weight"] = weight.int_repr()
+        tensors[f"{name}.weight_scale"] = scale.to(torch.float64)
+        tensors[f"{name}.weight_zero_point"] = zero_point.to(torch.int64)
+        if module.bias() is not None:
+            tensors[f"{name}.bias"] = module.bias().detach()
+    prefixes = tuple(f"{name}." for name in quantized)
+    for key, value in model.state_dict().items():
+        if not key.startswith(prefixes):  # the packed params of a quantized Linear are stored above
+            tensors[key] = value.detach()
+    return {key: value.contiguous() for key, value in tensors.items()}
+
+
+def _int8_weight(tensors: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    """The quantized (out, in) weight of Linear ``name`` from its stored int8 values, scales and zero points."""
+    values, scale, zero_point = (tensors[f"{name}.{part}"] for part in ("weight", "weight_scale", "weight_zero_point"))
+    if scale.dim() == 0:
+        return torch._make_per_tensor_quantized_tensor(values, float(scale), int(zero_point))
+    return torch._make_per_channel_quantized_tensor(values, scale, zero_point, 0)
 
 
 def save_torch_quantized(
@@ -280,18 +339,68 @@ def save_torch_quantized(
     out_dir: str | os.PathLike[str],
     meta: dict[str, Any] | None = None,
 ) -> Path:
-    """An ``int8-torch-dynamic`` artifact: an fp32 checkpoint that ``load_artifact`` quantizes on loading.
+    """An ``int8-torch-dynamic`` artifact: the int8 weights themselves, loaded without re-quantizing.
 
-    Pass the fp32 model (the one given to ``quantize_torch_dynamic``) to rebuild exactly the same int8
-    model on loading. An int8 model is stored as its de-quantized weights: quantizing those again
-    recomputes each channel's scale from the stored extreme (127 or 128 steps where the original
-    range was 127.5), which moves scales by 0.4% and outputs about as much as int8 rounding does.
+    ``model``: the fp32 model (quantized here with ``quantize_torch_dynamic``) or an int8 one from
+    it. ``model.int8.safetensors`` holds each Linear's int8 values, scales and zero points (see
+    ``_int8_tensors``) and the fp32 rest; config.json and the tokenizer as in a checkpoint. There is
+    no ``model.safetensors``: transformers cannot load int8 values with separate scales, so it
+    refuses the directory instead of reading int8 numbers as weights; ``load_artifact`` loads it.
     """
     head, config = model_head(model), model_config(model)
-    fp32 = _dequantized_copy(model) if is_torch_quantized(model) else model
-    labels = label_names(config, head, meta)  # save_checkpoint takes them from meta
-    return save_checkpoint(out_dir, fp32, config, tokenizer, head,
-                           {**(meta or {}), **({"labels": labels} if labels else {}), "precision": TORCH_INT8})
+    quantized = model if is_torch_quantized(model) else quantize_torch_dynamic(model)
+    tensors = _int8_tensors(quantized)
+    labels = label_names(config, head, meta)
+    record = {**(meta or {}), **({"labels": labels} if labels else {})}
+
+    def write(tmp: Path) -> None:
+        hf_config = config_to_hf(config, head, labels)
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
+        save_file(tensors, str(tmp / TORCH_INT8_FILE), metadata={"format": "pt", "precision": TORCH_INT8})
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        (tmp / META_FILE).write_text(meta_record(config, record, precision=TORCH_INT8,
+                                                 quantization=TORCH_INT8_SETTINGS), encoding="utf-8")
+
+    return write_directory_atomically(Path(out_dir), write)
+
+
+def _load_torch_quantized(directory: Path) -> nn.Module:
+    """The dynamic-int8 model of an ``int8-torch-dynamic`` artifact, rebuilt from its stored int8 weights."""
+    from nlpforge.tasks import HEAD_MODELS
+
+    hf_config = read_hf_config(directory)
+    source = str(directory / "config.json")
+    try:
+        tensors = load_file(directory / TORCH_INT8_FILE)
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{directory / TORCH_INT8_FILE}: cannot read the int8 weights ({error})") from None
+    head = head_from_hf(hf_config)
+    config = config_from_hf(hf_config, source)
+    if head in HEAD_MODELS:  # a task model's encoder has no pooler (BERT's is the head's dense layer)
+        model = HEAD_MODELS[head](dataclasses.replace(config, has_pooler=False))
+    else:
+        model = BertModel(dataclasses.replace(config, has_pooler=any(k.startswith("pooler.") for k in tensors)))
+    names = sorted(key.removesuffix(".weight_scale") for key in tensors if key.endswith(".weight_scale"))
+    weights = {name: _int8_weight(tensors, name) for name in names}
+    # Load every tensor through the fp32 model first (strict: an unknown or missing name is an
+    # error), the int8 weights de-quantized; then swap each Linear for its int8 module.
+    fp32 = {k: v for k, v in tensors.items() if not k.endswith((".weight_scale", ".weight_zero_point"))}
+    fp32.update({f"{name}.weight": weight.dequantize() for name, weight in weights.items()})
+    try:
+        model.load_state_dict(fp32, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{directory / TORCH_INT8_FILE}: does not fit config.json ({error})") from None
+    for name, weight in weights.items():
+        linear = model.get_submodule(name)
+        if not isinstance(linear, nn.Linear):
+            raise CheckpointError(f"{directory / TORCH_INT8_FILE}: {name} holds int8 weights but is not a Linear")
+        int8 = torch.ao.nn.quantized.dynamic.Linear(linear.in_features, linear.out_features,
+                                                    bias_=linear.bias is not None, dtype=torch.qint8)
+        int8.set_weight_bias(weight, None if linear.bias is None else linear.bias.detach().clone())
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, int8)
+    return model.eval()
 
 
 def half_precision_copy(
@@ -339,7 +448,8 @@ def load_artifact(
 
     - ONNX directory (fp32 / int8-dynamic / int8-static): an ``OnnxModel`` (``threads``: intra-op
       threads, None = onnxruntime's default of one per physical core).
-    - ``int8-torch-dynamic``: the stored fp32 checkpoint, quantized again.
+    - ``int8-torch-dynamic``: the model with dynamic int8 Linear modules rebuilt from the stored
+      int8 weights (no re-quantizing); an older artifact holding fp32 weights is quantized on loading.
     - any other checkpoint (fp32, fp16, bf16 weights): the torch model in ``dtype``; None means
       float32, since CPU kernels for fp16 are slow or missing; pass ``torch.bfloat16`` to compute
       in bf16 (fast on CPUs with AVX512-BF16/AMX) or ``torch.float16`` on a GPU.
@@ -349,6 +459,9 @@ def load_artifact(
         model = OnnxModel.load(directory, threads)
         return model, load_tokenizer(directory), model.meta
     if directory.is_dir() and read_meta(directory).get("precision") == TORCH_INT8:
+        if (directory / TORCH_INT8_FILE).is_file():
+            return _load_torch_quantized(directory), load_tokenizer(directory), read_meta(directory)
+        # An artifact written before int8 weights were stored holds the fp32 checkpoint.
         checkpoint = load_checkpoint(directory)
         return quantize_torch_dynamic(checkpoint.model), checkpoint.tokenizer, checkpoint.meta
     checkpoint = load_checkpoint(path, dtype=dtype or torch.float32)  # also a hub name, as everywhere
@@ -358,3 +471,16 @@ def load_artifact(
 def artifact_size(path: str | os.PathLike[str]) -> int:
     """Bytes on disk of an artifact directory (all its files: weights, config, tokenizer)."""
     return directory_size(Path(path))
+
+
+def record_artifact_metrics(path: str | os.PathLike[str], metrics: dict[str, Any], **fields: Any) -> None:
+    """Set ``metrics`` (and ``fields``) in the artifact's nlpforge.json, replacing the file in one rename.
+
+    For a stage measured after it was written: its nlpforge.json then carries its own numbers, not
+    those of the model it was made from.
+    """
+    directory = Path(path)
+    record = {**read_meta(directory), "metrics": metrics, **fields}
+    tmp = directory / f".{META_FILE}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, directory / META_FILE)
