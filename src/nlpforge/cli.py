@@ -118,10 +118,6 @@ def embed(
     typer.echo(f"wrote {output}: {vectors.shape[0]} x {vectors.shape[1]} ({pooling.value} pooling)")
 
 
-class TaskName(str, Enum):
-    classify = "classify"
-    tag = "tag"
-    span_qa = "span_qa"
 
 
 def _column(value: str | None) -> str | int | None:
@@ -145,7 +141,7 @@ def _data_flags(**flags: object) -> dict[str, object]:
         "label_column": _column(flags["label_column"]), "encoding": flags["encoding"],
         "token_column": flags["token_column"], "tag_column": flags["tag_column"],
         "articles": _articles(flags["articles"]), "doc_stride": flags["doc_stride"],
-        "max_answer_length": flags["max_answer_length"],
+        "max_answer_length": flags["max_answer_length"], "label_separator": flags.get("label_separator"),
     }
     return {k: v for k, v in converted.items() if v is not None}
 
@@ -159,12 +155,15 @@ TagColumn = Annotated[int | None, typer.Option(help="CoNLL tag column (default -
 Articles = Annotated[str | None, typer.Option(help="SQuAD JSON: keep articles START:STOP, e.g. 0:38.")]
 DocStride = Annotated[int | None, typer.Option(help="span_qa: tokens of overlap between context windows "
                                                     "(default: a third of --max-length).")]
+LabelSeparator = Annotated[str | None, typer.Option(help="multilabel TSV/CSV: the separator between the labels "
+                                                        "of one example (default |).")]
 MaxAnswer = Annotated[int | None, typer.Option(help="span_qa: longest answer in tokens (default 30; 100 for Chinese).")]
 
 
 @app.command()
 def train(
-    task: Annotated[TaskName | None, typer.Option(help="classify, tag or span_qa.")] = None,
+    task: Annotated[str | None, typer.Option(help="Task: classify, tag, span_qa, multilabel (any task of the "
+                                                  "registry, tasks/__init__.py).")] = None,
     model: Annotated[str | None, typer.Option(help="Checkpoint to start from (directory or hub name).")] = None,
     train: Annotated[str | None, typer.Option("--train", help="Training file.")] = None,
     eval: Annotated[str | None, typer.Option("--eval", help="Evaluation file (keeps the best checkpoint).")] = None,
@@ -204,6 +203,7 @@ def train(
     articles: Articles = None,
     doc_stride: DocStride = None,
     max_answer_length: MaxAnswer = None,
+    label_separator: LabelSeparator = None,
 ) -> None:
     """Fine-tune a checkpoint on a labelled file; the best checkpoint goes to --out."""
     from nlpforge.recipes.finetune import FinetuneArgs, finetune
@@ -211,7 +211,7 @@ def train(
     values: dict[str, object] = {}
     if config is not None:
         values = _read_yaml(config)
-    flags = dict(task=task.value if task else None, model=model, train=train, eval=eval, out=out, epochs=epochs,
+    flags = dict(task=task, model=model, train=train, eval=eval, out=out, epochs=epochs,
                  batch_size=batch_size, grad_accum=grad_accum, learning_rate=learning_rate,
                  weight_decay=weight_decay, warmup_ratio=warmup_ratio, max_grad_norm=max_grad_norm,
                  max_length=max_length, eval_every=eval_every, save_every=save_every, log_every=log_every,
@@ -222,7 +222,7 @@ def train(
     data.update(_data_flags(text_column=text_column, text_pair_column=text_pair_column,
                             label_column=label_column, encoding=encoding, token_column=token_column,
                             tag_column=tag_column, articles=articles, doc_stride=doc_stride,
-                            max_answer_length=max_answer_length))
+                            max_answer_length=max_answer_length, label_separator=label_separator))
     missing = [name for name in ("task", "model", "train", "out") if not values.get(name)]
     if missing:
         raise ConfigError(f"missing {', '.join('--' + m for m in missing)} (as flags or in --config)")
@@ -250,16 +250,15 @@ def _read_yaml(path: Path) -> dict[str, object]:
 
 def _load_task_checkpoint(checkpoint: str):
     from nlpforge.checkpoint import load_checkpoint
-    from nlpforge.tasks.runners import RUNNERS, DataOptions
+    from nlpforge.tasks import DataOptions
 
     loaded = load_checkpoint(checkpoint)
-    task = loaded.meta.get("task") or loaded.head
-    if task not in RUNNERS:
+    if loaded.task is None:
         raise ConfigError(f"{checkpoint}: is not a fine-tuned task model (head {loaded.head!r}); "
                           "train one with `nlpforge train`")
     if loaded.tokenizer is None:
         raise ConfigError(f"{checkpoint}: has no tokenizer files")
-    return loaded, RUNNERS[task], DataOptions(**(loaded.meta.get("data") or {}))
+    return loaded, loaded.task, DataOptions(**(loaded.meta.get("data") or {}))
 
 
 @app.command("eval")
@@ -277,20 +276,21 @@ def evaluate(
     articles: Articles = None,
     doc_stride: DocStride = None,
     max_answer_length: MaxAnswer = None,
+    label_separator: LabelSeparator = None,
 ) -> None:
     """Evaluate a fine-tuned checkpoint on a labelled file; prints JSON metrics."""
     import dataclasses
 
-    loaded, runner, options = _load_task_checkpoint(checkpoint)
+    loaded, task, options = _load_task_checkpoint(checkpoint)
     options = dataclasses.replace(options, **_data_flags(
         text_column=text_column, text_pair_column=text_pair_column, label_column=label_column, encoding=encoding,
         token_column=token_column, tag_column=tag_column, articles=articles, doc_stride=doc_stride,
-        max_answer_length=max_answer_length))
+        max_answer_length=max_answer_length, label_separator=label_separator))
     labels = loaded.meta.get("labels")
-    examples = runner.read(data, options)
-    runner.check(examples, labels, data)
+    examples = task.read(data, options)
+    task.check(examples, labels, data)
     length = max_length or loaded.meta.get("max_length", 128)
-    metrics = runner.evaluate(loaded.model, loaded.tokenizer, examples, labels, length, batch_size, options)
+    metrics = task.evaluate(loaded.model, loaded.tokenizer, examples, labels, length, batch_size, options)
     typer.echo(json.dumps({"checkpoint": str(loaded.path), "data": data, **metrics}, indent=2, ensure_ascii=False))
 
 
@@ -392,7 +392,7 @@ class QuantizeMode(str, Enum):
 @app.command()
 def compress(
     teacher: Annotated[str, typer.Argument(help="Fine-tuned teacher checkpoint (nlpforge train).")],
-    task: Annotated[TaskName, typer.Option(help="classify, tag or span_qa (the teacher's task).")],
+    task: Annotated[str, typer.Option(help="The teacher's task: classify, tag, span_qa, multilabel.")],
     train: Annotated[str, typer.Option("--train", help="Training file for distillation.")],
     eval: Annotated[str, typer.Option("--eval", help="Evaluation file: every stage is measured on it.")],
     out: Annotated[Path, typer.Option(help="Output directory: one folder per stage + report.json/md/png.")],
@@ -419,6 +419,7 @@ def compress(
     label_column: LabelColumn = None,
     encoding: Encoding = None,
     articles: Articles = None,
+    label_separator: LabelSeparator = None,
 ) -> None:
     """Distil, prune, quantize and export a fine-tuned teacher; measure every stage side by side."""
     from nlpforge.recipes.compress import CompressArgs
@@ -426,9 +427,9 @@ def compress(
 
     data = _data_flags(text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,
                        encoding=encoding, token_column=None, tag_column=None, articles=articles, doc_stride=None,
-                       max_answer_length=None)
+                       max_answer_length=None, label_separator=label_separator)
     report = run_compress(CompressArgs(
-        teacher=teacher, task=task.value, train=train, eval=eval, select_eval=select_eval, out=str(out), layers=layers,
+        teacher=teacher, task=task, train=train, eval=eval, select_eval=select_eval, out=str(out), layers=layers,
         prune_heads=prune_heads, quantize=quantize.value, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, max_length=max_length, temperature=temperature, alpha=alpha,
         hidden_weight=hidden_weight, attention_weight=attention_weight, max_grad_norm=max_grad_norm,

@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from nlpforge.data.collate import collate, length_sorted_batches
+from nlpforge.data.collate import collate_inputs, length_sorted_batches
 from nlpforge.errors import ConfigError
 from nlpforge.models.bert import BertModel
 
@@ -54,7 +54,7 @@ def embed_texts(
     out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
     with tqdm(total=len(texts), desc="embed", unit="text", disable=not progress) as bar:
         for rows in batches:
-            batch = collate([features[i] for i in rows], tokenizer.pad_token_id)
+            batch = collate_inputs([features[i] for i in rows], tokenizer.pad_token_id)
             hidden = model(batch["input_ids"], batch["attention_mask"]).last_hidden_state
             out[rows] = pool(hidden, batch["attention_mask"], pooling).float().numpy()
             bar.update(len(rows))

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nlpforge.data.collate import collate, length_sorted_batches
+from nlpforge.data.collate import collate_inputs, length_sorted_batches
 
 
 @torch.inference_mode()
@@ -21,6 +21,4 @@ def forward_batches(
     """
     model.eval()
     for rows in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
-        batch = collate([features[i] for i in rows], pad_id)
-        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        yield rows, model(**inputs)
+        yield rows, model(**collate_inputs([features[i] for i in rows], pad_id))

@@ -8,9 +8,10 @@ and user code::
     predictor.predict(["a gorgeous, witty film"])              # [{"label": "1", "score": ..., ...}]
     Predictor.load("out/student-int8-onnx").predict([...])    # ONNX (fp32 or INT8) -> onnxruntime
 
-Inputs per task: classify takes a string or ``{"text", "text_pair"}``; tag takes a string or
-``{"text"}``; span_qa takes ``{"question", "context"}``. ``parse`` checks one raw input and raises
-``InputDataError`` naming where it came from, so callers can reject bad input before queueing it.
+Inputs per task (each task's ``input_schema``): classify and multilabel take a string or
+``{"text", "text_pair"}``; tag takes a string or ``{"text"}``; span_qa takes ``{"question",
+"context"}``. ``parse`` checks one raw input and raises ``InputDataError`` naming where it came
+from, so callers can reject bad input before queueing it.
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ from nlpforge.compress.export import ONNX_FILE, OnnxModel, export_onnx
 from nlpforge.compress.quantize import load_artifact
 from nlpforge.embed import embed_texts
 from nlpforge.errors import ConfigError, InputDataError
-from nlpforge.models.bert import BertModel
-from nlpforge.tasks import TASK_MODELS
-from nlpforge.tasks.runners import RUNNERS, DataOptions, TaskRunner
+from nlpforge.tasks import HEAD_MODELS, DataOptions, Task, encoder_of, task_of
+from nlpforge.tasks.base import check_encodable
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -47,6 +47,7 @@ class Predictor:
     meta: dict[str, Any]
     backend: str
     path: str
+    task_spec: Task | None  # the task object (tasks/*.py); None for a bare encoder
     batch_size: int = 32
     # The temporary ONNX export of a checkpoint served with --backend onnxruntime (kept alive here).
     _export_dir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
@@ -78,19 +79,17 @@ class Predictor:
         model, tokenizer, meta = load_artifact(path_to_load, threads=threads)
         if tokenizer is None:
             raise ConfigError(f"{path}: has no tokenizer files; save the tokenizer next to the model")
-        task = meta.get("task") or _head_of(model)
-        if task is not None and task not in RUNNERS:
-            raise ConfigError(f"{path}: task {task!r} cannot be served; supported: {', '.join(RUNNERS)}")
-        meta = {**meta, "task": task}  # a plain transformers task checkpoint has no nlpforge.json
+        task = model.task if isinstance(model, OnnxModel) else task_of(meta, _head_of(model))
+        meta = {**meta, "task": task.name if task else None}  # a plain transformers checkpoint has no nlpforge.json
         return cls(model, tokenizer, meta, "onnxruntime" if isinstance(model, OnnxModel) else "torch", path,
-                   batch_size, export_dir)
+                   task, batch_size, export_dir)
 
     # ------------------------------------------------------------------ what the model can do
 
     @property
     def task(self) -> str | None:
-        """classify / tag / span_qa, or None for a bare encoder (embeddings only)."""
-        return self.meta.get("task")
+        """The task's name (classify, tag, span_qa, multilabel, ...), or None for a bare encoder."""
+        return self.task_spec.name if self.task_spec is not None else None
 
     @property
     def labels(self) -> list[str] | None:
@@ -104,9 +103,9 @@ class Predictor:
     def encoder(self) -> nn.Module | OnnxModel | None:
         """The module that yields last hidden states (for embed): a bare encoder, a task model's
         torch encoder, or None (an ONNX task model exports only its head's logits)."""
-        if isinstance(self.model, BertModel) or (isinstance(self.model, OnnxModel) and self.model.head == "base"):
-            return self.model
-        return getattr(self.model, "encoder", None)
+        if isinstance(self.model, OnnxModel):
+            return self.model if self.model.task is None else None
+        return encoder_of(self.model)
 
     def describe(self) -> dict[str, Any]:
         """What the model is, for /ready and the playground."""
@@ -118,34 +117,18 @@ class Predictor:
 
     def parse(self, record: Any, where: str) -> Any:
         """One raw input (a string or a JSON object) -> the task's input; InputDataError names ``where``."""
-        runner = self._runner()
-        if isinstance(record, dict):
-            allowed = {"classify": {"text", "text_pair"}, "tag": {"text"}, "span_qa": {"question", "context"}}
-            unknown = sorted(set(record) - allowed[self.task])
-            if unknown:
-                raise InputDataError(f"{where}: unknown field {unknown[0]!r}; a {self.task} input takes "
-                                     f"{', '.join(sorted(allowed[self.task]))}")
-            pair = record.get("text_pair")
-            if self.task == "classify" and pair is not None and (not isinstance(pair, str) or not pair.strip()):
-                raise InputDataError(f"{where}.text_pair: must be a non-empty string")
-        elif not isinstance(record, str):
-            kind = "a JSON object with 'question' and 'context'" if self.task == "span_qa" else "a string"
-            raise InputDataError(f"{where}: must be {kind}, not {json_type(record)}")
-        elif not record.strip():
-            raise InputDataError(f"{where}: must be a non-empty string")
-        return runner.parse_input(record, where)
+        return self._task().parse_input(record, where)
 
     def predict_parsed(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
         """Predictions for inputs already checked by ``parse``, in order (batched by length)."""
-        runner = self._runner()
         options = DataOptions(**(self.meta.get("data") or {}))
         with torch.inference_mode():
-            return runner.predict(self.model, self.tokenizer, inputs, self.labels, self.max_length,
-                                  self.batch_size, options)
+            return self._task().predict(self.model, self.tokenizer, inputs, self.labels, self.max_length,
+                                        self.batch_size, options)
 
     def predict(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
-        """classify -> label, score, scores; tag -> entities with character offsets;
-        span_qa -> answer, score, start, end."""
+        """classify -> label, score, scores; multilabel -> labels, scores; tag -> entities with
+        character offsets; span_qa -> answer, score, start, end."""
         return self.predict_parsed([self.parse(record, f"inputs[{i}]") for i, record in enumerate(inputs)])
 
     def embed(self, texts: Sequence[str], pooling: str = "mean") -> np.ndarray:
@@ -157,24 +140,16 @@ class Predictor:
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise InputDataError(f"inputs[{i}]: must be a non-empty string")
+            check_encodable(text, f"inputs[{i}]")
         return embed_texts(encoder, self.tokenizer, texts, pooling, self.batch_size, self.max_length,
                            progress=False)
 
-    def _runner(self) -> TaskRunner:
-        if self.task is None:
+    def _task(self) -> Task:
+        if self.task_spec is None:
             raise ConfigError(f"{self.path}: is a bare encoder with no task head; it can only embed")
-        return RUNNERS[self.task]
+        return self.task_spec
 
 
-def json_type(value: Any) -> str:
-    """The JSON name of a parsed value's type, for error messages (None -> null)."""
-    names = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string",
-             list: "array", dict: "object"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _head_of(model: nn.Module | OnnxModel) -> str | None:
-    """The task of a model by its head (None for a bare encoder)."""
-    if isinstance(model, OnnxModel):
-        return None if model.head == "base" else model.head
-    return next((head for head, cls in TASK_MODELS.items() if isinstance(model, cls)), None)
+def _head_of(model: nn.Module) -> str:
+    """The head (weight layout) of a torch model: a task head, or ``base`` for an encoder or LM."""
+    return next((head for head, cls in HEAD_MODELS.items() if type(model) is cls), "base")

@@ -17,7 +17,9 @@ from nlpforge.errors import CheckpointError, ConfigError
 from nlpforge.inference import forward_batches
 from nlpforge.models.bert import BertModel
 from nlpforge.models.outputs import EncoderOutput, SpanOutput, TaskOutput
-from nlpforge.tasks.heads import SequenceClassifier, SpanExtractor, TokenTagger
+from nlpforge.tasks.classify import SequenceClassifier
+from nlpforge.tasks.span_qa import SpanExtractor
+from nlpforge.tasks.tag import TokenTagger
 
 FIELDS = {SequenceClassifier: ("logits",), TokenTagger: ("logits",), SpanExtractor: ("start_logits", "end_logits"),
           BertModel: ("last_hidden_state",)}
@@ -115,7 +117,7 @@ def test_side_files_and_loaded_config(tmp_path: Path, tiny_vocab: Path) -> None:
     assert hf["architectures"] == ["BertForSequenceClassification"]
     assert hf["id2label"] == {"0": "neg", "1": "neu", "2": "pos"}
     loaded = OnnxModel.load(out)
-    assert loaded.head == "classify" and loaded.eval() is loaded
+    assert loaded.task.name == "classify" and loaded.eval() is loaded
     assert loaded.config.num_labels == 3 and loaded.config.has_pooler is False
     assert loaded.config.hidden_size == config.hidden_size
     assert loaded.meta["labels"] == ["neg", "neu", "pos"]

@@ -27,7 +27,7 @@ from nlpforge.config import ModelConfig
 from nlpforge.errors import ConfigError
 from nlpforge.models.bert import BertForMaskedLM, BertModel, padding_mask
 from nlpforge.models.gpt import GPT
-from nlpforge.tasks.heads import SequenceClassifier
+from nlpforge.tasks.classify import SequenceClassifier
 
 HEADS, INTERMEDIATE, HIDDEN = 4, 37, 32  # the tiny-bert preset
 

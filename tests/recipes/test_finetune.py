@@ -67,7 +67,7 @@ def test_resume_after_a_crash_ends_with_the_same_weights(tiny_bert_dir: Path, tm
 
     def crash_after_step_3(directory, model, optimizer, scheduler, state):
         original(directory, model, optimizer, scheduler, state)
-        if state["step"] == 3:
+        if state.step == 3:
             raise KeyboardInterrupt  # the process dies right after a resume checkpoint
 
     monkeypatch.setattr(finetune_module, "save_resume", crash_after_step_3)

@@ -2,7 +2,7 @@
 
 The training loop (recipes/distill.py) combines them visibly:
 
-    loss = (1 - a) * ce + a * kd + b * sum(hidden_mse) + c * sum(attention_kl)
+    loss = (1 - a) * ce + a * kd * T**2 + b * sum(hidden_mse) + c * sum(attention_kl)
 
 Shapes: B batch, T tokens, C classes, H hidden, A heads. ``mask`` (B, T) marks real tokens.
 """
@@ -31,9 +31,10 @@ def kd_loss(
     temperature: float,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Soft-target loss (Hinton et al., 2015), scaled by T^2 so its gradients keep their size as T grows:
+    """Soft-target loss (Hinton et al., 2015) before its T^2 scaling (the recipe multiplies by T^2, so
+    the gradients keep their size as T grows):
 
-        kd = T^2 * KL(p_teacher || softmax(z_student / T)),  averaged over examples (or masked tokens)
+        kd = KL(p_teacher || softmax(z_student / T)),  averaged over examples (or masked tokens)
 
     ``student_logits`` (..., C), ``teacher_probs`` (..., C) from ``soft_targets``; ``mask`` (...)
     selects the positions that count (tagging: labelled tokens; QA: real tokens).
@@ -42,12 +43,7 @@ def kd_loss(
     per_position = (teacher_probs * (teacher_probs.clamp_min(1e-12).log() - log_student)).sum(dim=-1)
     if mask is not None:
         per_position = per_position[mask.bool()]
-    return per_position.mean() * temperature**2
-
-
-def mixed_loss(ce: torch.Tensor, kd: torch.Tensor, alpha: float) -> torch.Tensor:
-    """(1 - a) * ce + a * kd: a = 0 is plain fine-tuning, a = 1 learns from the teacher only."""
-    return (1 - alpha) * ce + alpha * kd
+    return per_position.mean()
 
 
 def annealed_targets(teacher_probs: torch.Tensor, gold: torch.Tensor, progress: float) -> torch.Tensor:

@@ -3,7 +3,7 @@
 An ONNX directory holds what a checkpoint directory holds, with ``model.onnx`` for the weights::
 
     model.onnx       inputs input_ids, attention_mask (+ token_type_ids), all (batch, sequence), int64;
-                     outputs logits | start_logits + end_logits | last_hidden_state
+                     outputs: the task's ``output_names`` (tasks/*.py), or last_hidden_state
     config.json      the HF config of the architecture (so the head and labels are known)
     tokenizer files
     nlpforge.json    meta + {"format": "onnx", "precision": "fp32" | "int8-dynamic" | "int8-static"}
@@ -34,37 +34,33 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from nlpforge import __version__
-from nlpforge.checkpoint import META_FILE, read_meta, write_directory_atomically
+from nlpforge.checkpoint import META_FILE, read_meta, task_hf_config, write_directory_atomically
+from nlpforge.checkpoint import head_labels as label_names
 from nlpforge.config import ModelConfig
-from nlpforge.convert.hf_config import config_from_hf, config_to_hf, head_from_hf, read_hf_config
+from nlpforge.convert.hf_config import config_from_hf, head_from_hf, read_hf_config
 from nlpforge.errors import CheckpointError, ConfigError
 from nlpforge.models.bert import BertModel
-from nlpforge.models.outputs import EncoderOutput, SpanOutput, TaskOutput
-from nlpforge.tasks.heads import SequenceClassifier, SpanExtractor, TokenTagger
+from nlpforge.models.outputs import EncoderOutput
+from nlpforge.tasks import HEAD_MODELS, Task, encoder_of, task_of
 
 ONNX_FILE = "model.onnx"
-# Output names of the graph, per head.
-OUTPUT_NAMES = {
-    "classify": ["logits"],
-    "tag": ["logits"],
-    "span_qa": ["start_logits", "end_logits"],
-    "base": ["last_hidden_state"],
-}
+ENCODER_OUTPUTS = ("last_hidden_state",)  # the graph output of a bare encoder
 
 
 def model_head(model: nn.Module) -> str:
-    """The head name (``classify``, ``tag``, ``span_qa``, ``base``) of an exportable model."""
-    for cls, head in ((SequenceClassifier, "classify"), (TokenTagger, "tag"), (SpanExtractor, "span_qa"),
-                      (BertModel, "base")):
-        if isinstance(model, cls):
+    """The head (weight layout) of an exportable model: a task head of tasks/*.py, or ``base``."""
+    if isinstance(model, BertModel):
+        return "base"
+    for head, cls in HEAD_MODELS.items():
+        if type(model) is cls:
             return head
-    raise ConfigError(f"{type(model).__name__}: cannot export it; export a SequenceClassifier, TokenTagger, "
-                      "SpanExtractor or a bare BertModel")
+    raise ConfigError(f"{type(model).__name__}: cannot export it; export a task model of tasks/*.py "
+                      f"({', '.join(cls.__name__ for cls in HEAD_MODELS.values())}) or a bare BertModel")
 
 
 def model_config(model: nn.Module) -> ModelConfig:
     """The config that describes the model's weights: a task model's encoder never has a pooler."""
-    return model.config if isinstance(model, BertModel) else model.encoder.config
+    return encoder_of(model).config
 
 
 def uses_token_types(config: ModelConfig) -> bool:
@@ -79,21 +75,18 @@ def is_torch_quantized(model: nn.Module) -> bool:
 
 
 class _GraphOutputs(nn.Module):
-    """The model behind a flat signature, returning the named graph outputs as a tuple."""
+    """The model behind a flat signature, returning the task's graph outputs (a bare encoder: its
+    last hidden states) as a tuple."""
 
-    def __init__(self, model: nn.Module, head: str) -> None:
+    def __init__(self, model: nn.Module, task: Task | None) -> None:
         super().__init__()
-        self.model, self.head = model, head
+        self.model, self.task = model, task
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, ...]:
         out = self.model(input_ids, attention_mask, token_type_ids)
-        if self.head == "span_qa":
-            return out.start_logits, out.end_logits
-        if self.head == "base":
-            return (out.last_hidden_state,)
-        return (out.logits,)
+        return (out.last_hidden_state,) if self.task is None else self.task.graph_outputs(out)
 
 
 def example_inputs(config: ModelConfig) -> dict[str, torch.Tensor]:
@@ -113,14 +106,6 @@ def example_inputs(config: ModelConfig) -> dict[str, torch.Tensor]:
     return inputs
 
 
-def label_names(config: ModelConfig, head: str, meta: dict[str, Any] | None) -> list[str] | None:
-    """``meta["labels"]``, or ``LABEL_i`` for a classification / tagging head without names: config.json
-    needs ``id2label`` to record the number of labels."""
-    if head not in ("classify", "tag"):
-        return None
-    return (meta or {}).get("labels") or [f"LABEL_{i}" for i in range(config.num_labels)]
-
-
 def meta_record(config: ModelConfig, meta: dict[str, Any] | None, **fields: Any) -> str:
     """nlpforge.json text: version and family, the caller's meta, then ``fields`` (format, precision)."""
     record = {"nlpforge_version": __version__, "family": config.family, **(meta or {}), **fields}
@@ -137,9 +122,10 @@ def export_onnx(
     """Export a task model or bare BertModel (fp32) to ``out_dir/model.onnx`` plus its side files.
 
     Inputs ``input_ids``, ``attention_mask`` (+ ``token_type_ids`` when the config has token types),
-    outputs ``logits`` / ``start_logits`` + ``end_logits`` / ``last_hidden_state``; every axis 0 is
-    ``batch`` and every axis 1 ``sequence``. Classification and tagging take label names from
-    ``meta["labels"]`` (``LABEL_i`` otherwise, so config.json keeps the number of labels).
+    outputs the task's ``output_names`` (``meta["task"]``, else the task of the head) or
+    ``last_hidden_state``; every axis 0 is ``batch`` and every axis 1 ``sequence``. Classification
+    and tagging take label names from ``meta["labels"]`` (``LABEL_i`` otherwise, so config.json
+    keeps the number of labels).
     A half-precision model is exported as an fp32 copy; a torch-quantized one cannot be exported.
     """
     head = model_head(model)
@@ -150,19 +136,20 @@ def export_onnx(
     original, was_training = model, model.training
     if any(p.dtype != torch.float32 for p in model.parameters()):
         model = copy.deepcopy(model).float()
-    graph = _GraphOutputs(model, head).eval()  # export restores this mode afterwards, not the model's
+    task = task_of(meta or {}, head)
+    graph = _GraphOutputs(model, task).eval()  # export restores this mode afterwards, not the model's
     inputs = example_inputs(config)
     names = list(inputs)
-    outputs = OUTPUT_NAMES[head]
+    outputs = list(ENCODER_OUTPUTS if task is None else task.output_names)
     axes = {name: {0: "batch", 1: "sequence"} for name in names + outputs}
-    labels = label_names(config, head, meta)
+
     def write(tmp: Path) -> None:
         with warnings.catch_warnings():  # tracer notes on Python branches and the legacy-exporter notice
             warnings.simplefilter("ignore")
             torch.onnx.export(graph, tuple(inputs.values()), str(tmp / ONNX_FILE), dynamo=False,
                               input_names=names, output_names=outputs, dynamic_axes=axes,
                               opset_version=opset, do_constant_folding=True)
-        (tmp / "config.json").write_text(json.dumps(config_to_hf(config, head, labels), indent=2) + "\n",
+        (tmp / "config.json").write_text(json.dumps(task_hf_config(config, head, meta), indent=2) + "\n",
                                          encoding="utf-8")
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
@@ -186,13 +173,15 @@ def onnx_precision(directory: str | os.PathLike[str]) -> str:
 class OnnxModel:
     """An exported model run by onnxruntime, called like the torch model it came from.
 
-    ``model(input_ids, attention_mask, token_type_ids)`` takes torch tensors (B, T) and returns the
-    torch models' dataclasses (``TaskOutput`` / ``SpanOutput`` / ``EncoderOutput``) holding torch
-    tensors; no loss, hidden states or attentions. ``eval()`` is a no-op, for code that calls it.
+    ``model(input_ids, attention_mask, token_type_ids)`` takes torch tensors (B, T) and returns what
+    the torch model returns (its task's ``output_from_graph``; ``EncoderOutput`` for a bare encoder)
+    holding torch tensors; no loss, hidden states or attentions. ``eval()`` is a no-op, for code
+    that calls it. ``task`` is None for a bare encoder.
     """
 
-    def __init__(self, session: Any, config: ModelConfig, head: str, path: Path, meta: dict[str, Any]) -> None:
-        self.session, self.config, self.head, self.path, self.meta = session, config, head, path, meta
+    def __init__(self, session: Any, config: ModelConfig, task: Task | None, path: Path,
+                 meta: dict[str, Any]) -> None:
+        self.session, self.config, self.task, self.path, self.meta = session, config, task, path, meta
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
         self.training = False
@@ -218,9 +207,9 @@ class OnnxModel:
         except Exception as error:  # onnxruntime raises its own exception types for a bad file
             raise CheckpointError(f"{directory / ONNX_FILE}: onnxruntime cannot load it ({error})") from None
         meta = read_meta(directory)
-        if "labels" not in meta and head in ("classify", "tag") and isinstance(hf.get("id2label"), dict):
+        if "labels" not in meta and label_names(config, head, None) and isinstance(hf.get("id2label"), dict):
             meta["labels"] = [hf["id2label"][str(i)] for i in range(len(hf["id2label"]))]
-        return cls(session, config, head, directory, meta)
+        return cls(session, config, task_of(meta, head), directory, meta)
 
     def eval(self) -> OnnxModel:
         return self
@@ -230,7 +219,7 @@ class OnnxModel:
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-    ) -> TaskOutput | SpanOutput | EncoderOutput:
+    ) -> Any:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if token_type_ids is None:
@@ -240,12 +229,11 @@ class OnnxModel:
                 for name in self.input_names}
         values = dict(zip(self.output_names, self.session.run(self.output_names, feed), strict=True))
         out = {name: torch.from_numpy(value) for name, value in values.items()}
-        if self.head == "span_qa":
-            return SpanOutput(out["start_logits"], out["end_logits"])
-        if self.head == "base":
+        if self.task is None:
             return EncoderOutput(out["last_hidden_state"])
-        return TaskOutput(out["logits"])
+        return self.task.output_from_graph(out)
 
     def __repr__(self) -> str:
-        return f"OnnxModel({str(self.path)!r}, head={self.head!r}, precision={self.meta.get('precision', 'fp32')!r})"
+        task = self.task.name if self.task is not None else None
+        return f"OnnxModel({str(self.path)!r}, task={task!r}, precision={self.meta.get('precision', 'fp32')!r})"
 

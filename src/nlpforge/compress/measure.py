@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from nlpforge.data.collate import collate
+from nlpforge.data.collate import collate_inputs
 from nlpforge.inference import forward_batches
-from nlpforge.tasks.runners import MODEL_INPUTS, DataOptions, TaskRunner
+from nlpforge.tasks import DataOptions, Task
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -34,10 +34,10 @@ def latency_ms(model: Any, features: Sequence[dict], pad_id: int, count: int = 1
     model.eval()
     chosen = list(features[:count])
     for feature in chosen[:warmup]:
-        model(**{k: v for k, v in collate([feature], pad_id).items() if k in MODEL_INPUTS})
+        model(**collate_inputs([feature], pad_id))
     times = []
     for feature in chosen:
-        inputs = {k: v for k, v in collate([feature], pad_id).items() if k in MODEL_INPUTS}
+        inputs = collate_inputs([feature], pad_id)
         start = time.perf_counter()
         model(**inputs)
         times.append(1000 * (time.perf_counter() - start))
@@ -59,7 +59,7 @@ def throughput(model: Any, features: Sequence[dict], pad_id: int, batch_size: in
 def measure(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
-    runner: TaskRunner,
+    task: Task,
     examples: Sequence[Any],
     labels: list[str] | None,
     max_length: int,
@@ -67,11 +67,11 @@ def measure(
     size_bytes: int,
 ) -> dict[str, Any]:
     """Quality (the task's metrics), batch-1 latency, batch-32 throughput and size of one artifact."""
-    metrics = runner.evaluate(model, tokenizer, examples, labels, max_length, 32, data)
-    features = runner.encode(tokenizer, examples, labels, max_length, data)
+    metrics = task.evaluate(model, tokenizer, examples, labels, max_length, 32, data)
+    features = task.encode(tokenizer, examples, labels, max_length, data)
     return {
         "metrics": metrics,
-        "metric": metrics[runner.metric],
+        "metric": metrics[task.metric],
         "latency_ms_batch1": latency_ms(model, features, tokenizer.pad_token_id),
         "throughput_batch32": throughput(model, features, tokenizer.pad_token_id),
         "size_bytes": size_bytes,

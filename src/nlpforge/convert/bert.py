@@ -15,7 +15,7 @@ from nlpforge.config import ModelConfig
 from nlpforge.convert.keymap import Entry, check_keys, check_shapes, entry, expand, hf_to_ours, ours_to_hf
 from nlpforge.errors import ConversionError
 from nlpforge.models.bert import BertForMaskedLM
-from nlpforge.tasks import TASK_MODELS
+from nlpforge.tasks import HEAD_MODELS
 
 BASE_PREFIX = {"bert": "bert.", "roberta": "roberta.", "xlm-roberta": "roberta.", "distilbert": "distilbert."}
 
@@ -177,7 +177,7 @@ def hf_to_nlpforge(
 def expected_shapes(config: ModelConfig, head: str) -> dict[str, torch.Size]:
     """Shapes of the weights of an encoder of this config with this head, under our names."""
     with torch.device("meta"):
-        model = TASK_MODELS[head](config) if head in TASK_MODELS else BertForMaskedLM(config)
+        model = HEAD_MODELS[head](config) if head in HEAD_MODELS else BertForMaskedLM(config)
         return {k: v.shape for k, v in model.state_dict().items()}
 
 

@@ -1,4 +1,8 @@
-"""Features (dicts of Python lists) -> padded tensor batches, and length-sorted batch plans."""
+"""Features (dicts of Python lists) -> padded tensor batches, and length-sorted batch plans.
+
+``collate_inputs`` pads the model inputs every task shares; each task's ``collate`` adds its
+targets (tasks/*.py), with ``pad_rows`` for per-token ones.
+"""
 
 from __future__ import annotations
 
@@ -9,33 +13,22 @@ import torch
 
 # Model inputs padded per batch, with the value that pads them (None: the tokenizer's pad id).
 PADDED_INPUTS: dict[str, int | None] = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0}
-# Per-token labels pad with the ignore index; per-example targets are stacked as they are.
-TOKEN_TARGETS = {"labels": -100}
-EXAMPLE_TARGETS = ("start_positions", "end_positions")
 
 
-def collate(features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+def pad_rows(rows: Sequence[Sequence[int]], value: int, width: int | None = None) -> torch.Tensor:
+    """(B, width) tensor of right-padded rows; ``width`` defaults to the longest row."""
+    width = max(len(row) for row in rows) if width is None else width
+    return torch.tensor([list(row) + [value] * (width - len(row)) for row in rows])
+
+
+def collate_inputs(features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad the model inputs of ``features`` to the longest one: (B, T_max) tensors.
 
-    ``labels`` are per example (classification: ints) or per token (tagging: lists, padded with
-    -100). Keys that are not model inputs (offsets, word ids, example index) are left out.
+    Keys that are not model inputs (targets, offsets, word ids) are left out.
     """
     width = max(len(f["input_ids"]) for f in features)
-    batch: dict[str, torch.Tensor] = {}
-    for key, pad in PADDED_INPUTS.items():
-        if key in features[0]:
-            value = pad_id if pad is None else pad
-            batch[key] = torch.tensor([f[key] + [value] * (width - len(f[key])) for f in features])
-    if "labels" in features[0]:
-        if isinstance(features[0]["labels"], list):
-            pad = TOKEN_TARGETS["labels"]
-            batch["labels"] = torch.tensor([f["labels"] + [pad] * (width - len(f["labels"])) for f in features])
-        else:
-            batch["labels"] = torch.tensor([f["labels"] for f in features])
-    for key in EXAMPLE_TARGETS:
-        if key in features[0]:
-            batch[key] = torch.tensor([f[key] for f in features])
-    return batch
+    return {key: pad_rows([f[key] for f in features], pad_id if pad is None else pad, width)
+            for key, pad in PADDED_INPUTS.items() if key in features[0]}
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

@@ -2,8 +2,8 @@
 
     student = teacher layers [3, 6, 9, 12] (or --layer-map, or an existing checkpoint)
     per step:  ce = task loss against the gold labels
-               kd = T^2 * KL(mean_k softmax(teacher_k / T) || softmax(student / T))
-               loss = (1 - alpha) * ce + alpha * kd
+               kd = KL(mean_k softmax(teacher_k / T) || softmax(student / T))
+               loss = (1 - alpha) * ce + alpha * kd * T**2
                       + hidden_weight * sum_l MSE(W h_student[l], h_teacher[map[l]])
                       + attention_weight * sum_l KL(att_teacher[map[l]] || att_student[l])
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,18 +30,16 @@ from nlpforge.compress.distill import (
     attention_kl,
     hidden_mse,
     kd_loss,
-    mixed_loss,
     soft_targets,
     student_from_teacher,
     uniform_layer_map,
 )
 from nlpforge.config import PRESETS, ModelConfig
-from nlpforge.data.collate import collate
 from nlpforge.errors import ConfigError
 from nlpforge.inference import forward_batches
-from nlpforge.recipes.finetune import adamw, flush_window, linear_schedule, log_line, seed_everything
-from nlpforge.tasks import TASK_MODELS
-from nlpforge.tasks.runners import RUNNERS, DataOptions
+from nlpforge.recipes.finetune import LogWindow, adamw, linear_schedule, log_line, seed_everything
+from nlpforge.tasks import TASKS, DataOptions, Task, get_task
+from nlpforge.tasks.base import split_heldout
 
 NEG_INF = -1e4  # teacher logit for padding positions of cached per-token logits: probability 0
 
@@ -81,36 +78,34 @@ class DistillArgs:
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
             self.data = DataOptions(**self.data)
-        if self.task not in RUNNERS:
-            raise ConfigError(f"--task {self.task!r} is not one of {', '.join(RUNNERS)}")
+        if self.task not in TASKS:
+            raise ConfigError(f"--task {self.task!r} is not one of {', '.join(TASKS)}")
         if not self.teachers:
             raise ConfigError("give at least one --teacher checkpoint")
         if not 0 <= self.alpha <= 1 or self.temperature <= 0:
             raise ConfigError("--alpha must be in [0, 1] and --temperature > 0")
 
 
-def logit_views(output: Any) -> list[torch.Tensor]:
-    """The distributions a task predicts: class/tag logits, or QA start and end logits (over tokens)."""
-    if hasattr(output, "start_logits"):
-        return [output.start_logits, output.end_logits]
-    return [output.logits]
+@dataclass
+class DistillState:
+    step: int = 0
+    epoch: int = 0
+    best: float | None = None
+    best_step: int | None = None
 
 
-def kd_mask(task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-    """Positions whose distributions count: tagging's labelled tokens; one distribution per example else."""
-    return batch["labels"] != -100 if task == "tag" else None
-
-
-def cache_teacher_logits(teachers: list[nn.Module], features: list[dict], batch_size: int,
+def cache_teacher_logits(teachers: list[nn.Module], task: Task, features: list[dict], batch_size: int,
                          pad_id: int) -> list[list[list[torch.Tensor]]]:
-    """cache[k][feature][view]: teacher k's logits for one feature ((C,), (T_i, C) or (T_i,))."""
+    """cache[k][feature][view]: teacher k's distillation views (``task.distill_views``) of one feature:
+    (C,) or (C, 2) per example, (T_i, C) or (T_i,) per token."""
     cache = []
     for teacher in teachers:
         per_feature: list[list[torch.Tensor]] = [[] for _ in features]
         for rows, output in forward_batches(teacher, features, batch_size, pad_id):
             for i, row in enumerate(rows):
                 length = len(features[row]["input_ids"])
-                per_feature[row] = [view[i, :length] if view.dim() > 1 else view[i] for view in logit_views(output)]
+                per_feature[row] = [view[i, :length] if task.per_token_views else view[i]
+                                    for view in task.distill_views(output)]
         cache.append(per_feature)
     return cache
 
@@ -128,7 +123,7 @@ def stack_cached(rows: list[int], cached: list[list[torch.Tensor]], width: int, 
     return views
 
 
-def preset_student(preset: str, teacher: nn.Module, task: str) -> nn.Module:
+def preset_student(preset: str, teacher: nn.Module, task: Task) -> nn.Module:
     """A randomly initialised task model of a named shape (narrower or shallower than the teacher) that
     shares the teacher's vocabulary, positions, token types and labels."""
     config = teacher.config
@@ -136,7 +131,21 @@ def preset_student(preset: str, teacher: nn.Module, task: str) -> nn.Module:
         preset, model_type=config.model_type, vocab_size=config.vocab_size, max_positions=config.max_positions,
         type_vocab_size=config.type_vocab_size, pad_token_id=config.pad_token_id, num_labels=config.num_labels,
         has_pooler=False)
-    return TASK_MODELS[task](student_config)
+    return task.model_class(student_config)
+
+
+def evaluate_student(student: nn.Module, task: Task, tokenizer: Any, eval_examples: list[Any], heldout: list[Any],
+                     labels: list[str] | None, args: DistillArgs, meta: dict[str, Any], state: DistillState) -> None:
+    """Tune the task's settings on the held-out examples, evaluate, save the student when it is the best."""
+    tuned = task.tune(student, tokenizer, heldout, labels, args.max_length, args.eval_batch_size, args.data)
+    metrics = tuned.evaluate(student, tokenizer, eval_examples, labels, args.max_length, args.eval_batch_size,
+                             args.data)
+    log_line(Path(args.out), {"step": state.step, "epoch": state.epoch, "eval": metrics})
+    if state.best is None or metrics[task.metric] > state.best:
+        state.best, state.best_step = metrics[task.metric], state.step
+        save_checkpoint(args.out, student, student.config, tokenizer, task.head,
+                        {**meta, "task_settings": tuned.settings(), "metrics": metrics, "step": state.step})
+    student.train()
 
 
 def distill(args: DistillArgs) -> dict[str, Any]:
@@ -144,13 +153,14 @@ def distill(args: DistillArgs) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
-    runner = RUNNERS[args.task]
+    task = get_task(args.task)
     out = Path(args.out)
     teachers = [load_checkpoint(path) for path in args.teachers]
     first = teachers[0]
     for path, teacher in zip(args.teachers, teachers, strict=True):
-        if teacher.head != args.task:
-            raise ConfigError(f"{path}: teacher is a {teacher.head!r} model, not {args.task!r}; fine-tune it first")
+        if teacher.task is None or teacher.task.name != task.name:
+            found = teacher.task.name if teacher.task is not None else teacher.head
+            raise ConfigError(f"{path}: teacher is a {found!r} model, not {task.name!r}; fine-tune it first")
         if teacher.tokenizer is None or teacher.tokenizer.get_vocab() != first.tokenizer.get_vocab():
             raise ConfigError(f"{path}: its tokenizer differs from {args.teachers[0]}'s; teachers and student "
                               "must share one tokenizer")
@@ -159,14 +169,14 @@ def distill(args: DistillArgs) -> dict[str, Any]:
     tokenizer, labels = first.tokenizer, first.meta.get("labels")
 
     if args.student in PRESETS:
-        student, layer_map = preset_student(args.student, first.model, args.task), args.layer_map
+        student, layer_map = preset_student(args.student, first.model, task), args.layer_map
         layer_map = layer_map or uniform_layer_map(first.config.num_layers, student.config.num_layers)
     elif args.student:
         start = load_checkpoint(args.student)
         if start.tokenizer is None or start.tokenizer.get_vocab() != tokenizer.get_vocab():
             raise ConfigError(f"{args.student}: the student's tokenizer differs from the teachers'")
-        if start.head != args.task:
-            raise ConfigError(f"{args.student}: the student must be a {args.task!r} model")
+        if start.task is None or start.task.name != task.name:
+            raise ConfigError(f"{args.student}: the student must be a {task.name!r} model")
         student, layer_map = start.model, args.layer_map or uniform_layer_map(
             first.config.num_layers, start.config.num_layers)
     else:
@@ -176,18 +186,19 @@ def distill(args: DistillArgs) -> dict[str, Any]:
         raise ConfigError(f"layer map {layer_map} does not fit a {student.config.num_layers}-layer student and a "
                           f"{first.config.num_layers}-layer teacher")
 
-    examples = runner.read(args.train, args.data)
+    examples = task.read(args.train, args.data)
     if args.max_train_examples:
         examples = examples[: args.max_train_examples]
-    runner.check(examples, labels, args.train)
-    eval_examples = runner.read(args.eval, args.data) if args.eval else None
+    task.check(examples, labels, args.train)
+    examples, heldout = split_heldout(examples, task.heldout_share)
+    eval_examples = task.read(args.eval, args.data) if args.eval else None
     if eval_examples is not None:
-        runner.check(eval_examples, labels, args.eval)
-    features = runner.encode(tokenizer, examples, labels, args.max_length, args.data)
+        task.check(eval_examples, labels, args.eval)
+    features = task.encode(tokenizer, examples, labels, args.max_length, args.data)
     pad_id = tokenizer.pad_token_id
     intermediate = args.hidden_weight > 0 or args.attention_weight > 0
     cache = None if intermediate else cache_teacher_logits(
-        [t.model for t in teachers], features, args.eval_batch_size, pad_id)
+        [t.model for t in teachers], task, features, args.eval_batch_size, pad_id)
     projection = None
     if args.hidden_weight and student.config.hidden_size != first.config.hidden_size:
         projection = nn.Linear(student.config.hidden_size, first.config.hidden_size)
@@ -200,51 +211,43 @@ def distill(args: DistillArgs) -> dict[str, Any]:
     optimizer = adamw(trainable, args.learning_rate, args.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_schedule(int(args.warmup_ratio * total_steps), total_steps))
-    meta = {"task": args.task, "labels": labels, "max_length": args.max_length, "stage": "distill",
+    meta = {"task": task.name, "labels": labels, "max_length": args.max_length, "stage": "distill",
             "teachers": args.teachers, "layer_map": layer_map, "data": dataclasses.asdict(args.data),
             "loss": {"temperature": args.temperature, "alpha": args.alpha, "hidden_weight": args.hidden_weight,
                      "attention_weight": args.attention_weight, "anneal": args.anneal}}
-    state = {"step": 0, "epoch": 0, "best": None, "best_step": None}
+    state = DistillState()
+    a, T = args.alpha, args.temperature
 
-    def evaluate_and_keep_best() -> None:
-        metrics = runner.evaluate(student, tokenizer, eval_examples, labels, args.max_length, args.eval_batch_size,
-                                  args.data)
-        log_line(out, {"step": state["step"], "epoch": state["epoch"], "eval": metrics})
-        if state["best"] is None or metrics[runner.metric] > state["best"]:
-            state.update(best=metrics[runner.metric], best_step=state["step"])
-            save_checkpoint(out, student, student.config, tokenizer, args.task,
-                            {**meta, "metrics": metrics, "step": state["step"]})
-        student.train()
-
-    bar = tqdm(total=total_steps, desc=f"distill {args.task}", unit="step", disable=not args.progress)
-    window = {"loss": 0.0, "micro": 0, "examples": 0, "tokens": 0, "start": time.perf_counter()}
+    bar = tqdm(total=total_steps, desc=f"distill {task.name}", unit="step", disable=not args.progress)
+    window = LogWindow()
     generator = torch.Generator().manual_seed(args.seed)
-    while state["step"] < total_steps:
+    while state.step < total_steps:
         order = torch.randperm(len(features), generator=generator).tolist()
         for start in range(0, len(order), args.batch_size):
             rows = order[start : start + args.batch_size]
-            batch = collate([features[i] for i in rows], pad_id)
-            inputs = runner.model_inputs(batch)
+            batch = task.collate([features[i] for i in rows], pad_id)
+            inputs = task.model_inputs(batch)
             output = student(**inputs, output_hidden_states=intermediate,
                              output_attentions=args.attention_weight > 0)
-            ce = runner.loss(output, batch, None)
+            ce = task.loss(output, batch, None)
             width = batch["input_ids"].shape[1]
             if cache is not None:
-                teacher_views = [stack_cached(rows, c, width, args.task != "classify") for c in cache]
+                teacher_views = [stack_cached(rows, c, width, task.per_token_views) for c in cache]
                 teacher_outputs = []
             else:
                 with torch.no_grad():
                     teacher_outputs = [t.model(**inputs, output_hidden_states=args.hidden_weight > 0,
                                                output_attentions=args.attention_weight > 0) for t in teachers]
-                teacher_views = [logit_views(o) for o in teacher_outputs]
-            mask = kd_mask(args.task, batch)
+                teacher_views = [task.distill_views(o) for o in teacher_outputs]
+            mask, gold = task.distill_mask(batch), task.distill_gold(batch)
+            student_views = task.distill_views(output)
             kd = 0.0
-            for v, student_view in enumerate(logit_views(output)):
-                probs = soft_targets([views[v] for views in teacher_views], args.temperature)
-                if args.anneal and args.task != "span_qa":
-                    probs = annealed_targets(probs, batch["labels"], state["step"] / total_steps)
-                kd = kd + kd_loss(student_view, probs, args.temperature, mask) / len(logit_views(output))
-            loss = mixed_loss(ce, kd, args.alpha)
+            for v, student_view in enumerate(student_views):
+                probs = soft_targets([views[v] for views in teacher_views], T)
+                if args.anneal and gold is not None:
+                    probs = annealed_targets(probs, gold, state.step / total_steps)
+                kd = kd + kd_loss(student_view, probs, T, mask) / len(student_views)
+            loss = (1 - a) * ce + a * kd * T**2
             real = batch["attention_mask"]
             for s_layer, t_layer in enumerate(layer_map, start=1):
                 if args.hidden_weight:  # hidden_states[0] is the embeddings: layer l is index l
@@ -261,25 +264,24 @@ def distill(args: DistillArgs) -> dict[str, Any]:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            state["step"] += 1
+            state.step += 1
             bar.update(1)
-            window["loss"] += loss.item()
-            window["micro"] += 1
-            window["examples"] += len(rows)
-            window["tokens"] += int(real.sum())
-            if state["step"] % args.log_every == 0 or state["step"] == total_steps:
-                record = flush_window(window, state, scheduler.get_last_lr()[0], 1)
+            window.add(loss.item(), len(rows), int(real.sum()))
+            if state.step % args.log_every == 0 or state.step == total_steps:
+                record = window.flush(state.step, state.epoch, scheduler.get_last_lr()[0], 1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
                 log_line(out, record)
-            if eval_examples is not None and args.eval_every and state["step"] % args.eval_every == 0:
-                evaluate_and_keep_best()
-            if state["step"] >= total_steps:
+            if eval_examples is not None and args.eval_every and state.step % args.eval_every == 0:
+                evaluate_student(student, task, tokenizer, eval_examples, heldout, labels, args, meta, state)
+            if state.step >= total_steps:
                 break
-        state["epoch"] += 1
-        if eval_examples is not None and not (args.eval_every and state["step"] % args.eval_every == 0):
-            evaluate_and_keep_best()
+        state.epoch += 1
+        if eval_examples is not None and not (args.eval_every and state.step % args.eval_every == 0):
+            evaluate_student(student, task, tokenizer, eval_examples, heldout, labels, args, meta, state)
     bar.close()
     if eval_examples is None:
-        save_checkpoint(out, student, student.config, tokenizer, args.task, {**meta, "step": state["step"]})
-    return {"out": str(out), "steps": state["step"], "best": state["best"], "best_step": state["best_step"],
-            "metric": runner.metric, "layer_map": layer_map}
+        tuned = task.tune(student, tokenizer, heldout, labels, args.max_length, args.eval_batch_size, args.data)
+        save_checkpoint(out, student, student.config, tokenizer, task.head,
+                        {**meta, "task_settings": tuned.settings(), "step": state.step})
+    return {"out": str(out), "steps": state.step, "best": state.best, "best_step": state.best_step,
+            "metric": task.metric, "layer_map": layer_map}

@@ -32,10 +32,9 @@ from torch import nn
 from tqdm import tqdm
 
 from nlpforge.checkpoint import TRAINING_STATE, load_checkpoint, save_checkpoint, write_directory_atomically
-from nlpforge.data.collate import collate
 from nlpforge.errors import ConfigError
-from nlpforge.tasks import task_model_from_encoder
-from nlpforge.tasks.runners import RUNNERS, DataOptions
+from nlpforge.tasks import TASKS, DataOptions, Task, get_task, task_model_from_encoder
+from nlpforge.tasks.base import split_heldout
 
 RESUME_DIR, METRICS_FILE = TRAINING_STATE
 
@@ -75,8 +74,8 @@ class FinetuneArgs:
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
             self.data = DataOptions(**self.data)
-        if self.task not in RUNNERS:
-            raise ConfigError(f"--task {self.task!r} is not one of {', '.join(RUNNERS)}")
+        if self.task not in TASKS:
+            raise ConfigError(f"--task {self.task!r} is not one of {', '.join(TASKS)}")
         for name in ("batch_size", "grad_accum", "max_length", "save_every", "log_every", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -176,37 +175,113 @@ class Run:
         return bool(value.item())
 
 
+@dataclass
+class TrainState:
+    """Where a run is; saved as resume/state.json, so a killed run continues exactly here."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0
+    batch: int = 0  # next batch of the epoch
+    best: float | None = None  # best value of the task's metric so far
+    best_step: int | None = None
+    stale: int = 0  # evaluations since the best one
+    evaluated_step: int = -1
+    task_settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # of the best checkpoint
+
+
+@dataclass
+class LogWindow:
+    """Loss and throughput since the last log record."""
+
+    loss: float = 0.0
+    micro_batches: int = 0
+    examples: int = 0
+    tokens: int = 0
+    start: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def add(self, loss: float, examples: int, tokens: int) -> None:
+        self.loss += loss
+        self.micro_batches += 1
+        self.examples += examples
+        self.tokens += tokens
+
+    def flush(self, step: int, epoch: int, lr: float, grad_accum: int) -> dict[str, Any]:
+        """The log record of the steps since the last one; starts a new window."""
+        seconds = max(time.perf_counter() - self.start, 1e-9)
+        record = {"step": step, "epoch": epoch, "loss": self.loss * grad_accum / max(self.micro_batches, 1),
+                  "lr": lr, "examples_per_s": self.examples / seconds, "tokens_per_s": self.tokens / seconds}
+        self.loss, self.micro_batches, self.examples, self.tokens = 0.0, 0, 0, 0
+        self.start = time.perf_counter()
+        return record
+
+
+@dataclass
+class Evaluation:
+    """What evaluating and keeping the best checkpoint reads (rank 0 only)."""
+
+    task: Task
+    examples: list[Any]
+    heldout: list[Any]  # training examples kept back to tune the task's settings (may be empty)
+    labels: list[str] | None
+    tokenizer: Any
+    out: Path
+    meta: dict[str, Any]
+    args: FinetuneArgs
+
+
+def evaluate_and_keep_best(evaluation: Evaluation, model: nn.Module, state: TrainState) -> bool:
+    """Tune the task's settings on the held-out examples, evaluate, save the checkpoint when it is the
+    best so far; returns whether to stop early."""
+    args = evaluation.args
+    state.evaluated_step = state.step
+    task = evaluation.task.tune(model, evaluation.tokenizer, evaluation.heldout, evaluation.labels,
+                                args.max_length, args.eval_batch_size, args.data)
+    metrics = task.evaluate(model, evaluation.tokenizer, evaluation.examples, evaluation.labels, args.max_length,
+                            args.eval_batch_size, args.data)
+    log_line(evaluation.out, {"step": state.step, "epoch": state.epoch, "eval": metrics})
+    value = metrics[task.metric]
+    if state.best is None or value > state.best:
+        state.best, state.best_step, state.stale, state.task_settings = value, state.step, 0, task.settings()
+        save_checkpoint(evaluation.out, model, model.config, evaluation.tokenizer, task.head,
+                        {**evaluation.meta, "task_settings": task.settings(), "metrics": metrics,
+                         "step": state.step})
+    else:
+        state.stale += 1
+    model.train()
+    return bool(args.early_stopping) and state.stale >= args.early_stopping
+
+
 def finetune(args: FinetuneArgs) -> dict[str, Any]:
     """Train, evaluate, keep the best checkpoint in ``args.out``; returns the run's summary."""
     if args.threads:
         torch.set_num_threads(args.threads)
     run = Run()
-    runner = RUNNERS[args.task]
+    task = get_task(args.task)
     out = Path(args.out)
     seed_everything(args.seed)
 
     base = load_checkpoint(args.model)
     if base.tokenizer is None:
         raise ConfigError(f"{args.model}: has no tokenizer files; fine-tuning needs the checkpoint's tokenizer")
-    train_examples = runner.read(args.train, args.data)
+    continuing = base.task is not None and base.task.name == task.name  # continue training a model of this task
+    train_examples = task.read(args.train, args.data)
     if args.max_train_examples:
         train_examples = train_examples[: args.max_train_examples]
-    labels = runner.label_names(train_examples, base.meta.get("labels") if base.head == args.task else None)
-    runner.check(train_examples, labels, args.train)  # continuing a model: its label set must cover them
-    eval_examples = runner.read(args.eval, args.data) if args.eval else None
+    labels = task.label_names(train_examples, base.meta.get("labels") if continuing else None)
+    task.check(train_examples, labels, args.train)  # continuing a model: its label set must cover them
+    train_examples, heldout = split_heldout(train_examples, task.heldout_share)
+    eval_examples = task.read(args.eval, args.data) if args.eval else None
     if eval_examples is not None:
-        runner.check(eval_examples, labels, args.eval)
-    features = runner.encode(base.tokenizer, train_examples, labels, args.max_length, args.data)
+        task.check(eval_examples, labels, args.eval)
+    features = task.encode(base.tokenizer, train_examples, labels, args.max_length, args.data)
 
-    if base.head == args.task:  # continue training a model of this task
+    if continuing:
         model = base.model
     else:
         encoder = base.model if base.head == "base" else load_checkpoint(args.model, head="base").model
-        model = task_model_from_encoder(encoder, args.task, len(labels) if labels else 2)
+        model = task_model_from_encoder(encoder, task, len(labels) if labels else 2)
     model.train()
-    class_weights = None
-    if args.class_weights and labels:
-        class_weights = runner.class_weights([f["labels"] for f in features], len(labels))
+    class_weights = task.class_weights(features, len(labels)) if args.class_weights and labels else None
     trained = nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
     lengths = [len(feature["input_ids"]) for feature in features] if args.group_by_length else None
 
@@ -216,97 +291,73 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_schedule(int(args.warmup_ratio * total_steps), total_steps)
     )
-    state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None, "stale": 0, "evaluated_step": -1}
+    state = TrainState()
     if args.resume and (out / RESUME_DIR / "state.json").is_file():
         state = load_resume(out / RESUME_DIR, model, optimizer, scheduler)
-    meta = {"task": args.task, "labels": labels, "max_length": args.max_length, "stage": "finetune",
+    meta = {"task": task.name, "labels": labels, "max_length": args.max_length, "stage": "finetune",
             "base_model": args.model, "data": dataclasses.asdict(args.data)}
+    evaluation = Evaluation(task, eval_examples or [], heldout, labels, base.tokenizer, out, meta, args)
 
-    def evaluate_and_keep_best() -> bool:
-        """Evaluate on rank 0; save when better; returns whether to stop early (all ranks)."""
-        stop = False
-        state["evaluated_step"] = state["step"]
-        if run.main:
-            metrics = runner.evaluate(model, base.tokenizer, eval_examples, labels, args.max_length,
-                                      args.eval_batch_size, args.data)
-            log_line(out, {"step": state["step"], "epoch": state["epoch"], "eval": metrics})
-            value = metrics[runner.metric]
-            if state["best"] is None or value > state["best"]:
-                state.update(best=value, best_step=state["step"], stale=0)
-                save_checkpoint(out, model, model.config, base.tokenizer, args.task,
-                                {**meta, "metrics": metrics, "step": state["step"]})
-            else:
-                state["stale"] += 1
-            stop = bool(args.early_stopping) and state["stale"] >= args.early_stopping
-            model.train()
-        return run.broadcast_flag(stop)
+    def evaluate_on_main() -> bool:
+        """Rank 0 evaluates; every rank learns whether to stop."""
+        return run.broadcast_flag(evaluate_and_keep_best(evaluation, model, state) if run.main else False)
 
-    bar = tqdm(total=total_steps, initial=state["step"], desc=f"train {args.task}", unit="step",
+    bar = tqdm(total=total_steps, initial=state.step, desc=f"train {task.name}", unit="step",
                disable=not (args.progress and run.main), dynamic_ncols=True)
-    window = {"loss": 0.0, "micro": 0, "examples": 0, "tokens": 0, "start": time.perf_counter()}
+    window = LogWindow()
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
     stopped = False
     loop_start, tokens_trained = time.perf_counter(), 0  # this process's run (since the resume point)
-    while state["step"] < total_steps and not stopped:
-        batches = epoch_batches(len(features), args.batch_size, args.seed, state["epoch"], lengths)
-        for index in range(state["batch"], len(batches)):
-            batch = collate([features[i] for i in run.shard(batches[index])], base.tokenizer.pad_token_id)
+    while state.step < total_steps and not stopped:
+        batches = epoch_batches(len(features), args.batch_size, args.seed, state.epoch, lengths)
+        for index in range(state.batch, len(batches)):
+            batch = task.collate([features[i] for i in run.shard(batches[index])], base.tokenizer.pad_token_id)
             with autocast:
-                output = trained(**runner.model_inputs(batch))
-                loss = runner.loss(output, batch, class_weights) / args.grad_accum
+                output = trained(**task.model_inputs(batch))
+                loss = task.loss(output, batch, class_weights) / args.grad_accum
             loss.backward()
-            window["loss"] += loss.item()
-            window["micro"] += 1
-            window["examples"] += len(batches[index])
-            window["tokens"] += int(batch["attention_mask"].sum()) * run.world
-            tokens_trained += int(batch["attention_mask"].sum()) * run.world
-            state["batch"] = index + 1
-            if state["batch"] % args.grad_accum and state["batch"] < len(batches):
+            tokens = int(batch["attention_mask"].sum()) * run.world
+            window.add(loss.item(), len(batches[index]), tokens)
+            tokens_trained += tokens
+            state.batch = index + 1
+            if state.batch % args.grad_accum and state.batch < len(batches):
                 continue
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            state["step"] += 1
+            state.step += 1
             bar.update(1)
-            if state["step"] % args.log_every == 0 or state["step"] == total_steps:
-                record = flush_window(window, state, scheduler.get_last_lr()[0], args.grad_accum)
+            if state.step % args.log_every == 0 or state.step == total_steps:
+                record = window.flush(state.step, state.epoch, scheduler.get_last_lr()[0], args.grad_accum)
                 record["loss"] = run.mean(record["loss"])  # each process saw 1/N of every batch
                 bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
                 if run.main:
                     log_line(out, record)
-            if eval_examples is not None and args.eval_every and state["step"] % args.eval_every == 0:
-                stopped = evaluate_and_keep_best()
-            if state["step"] % args.save_every == 0 and run.main:
+            if eval_examples is not None and args.eval_every and state.step % args.eval_every == 0:
+                stopped = evaluate_on_main()
+            if state.step % args.save_every == 0 and run.main:
                 save_resume(out / RESUME_DIR, model, optimizer, scheduler, state)
-            if stopped or state["step"] >= total_steps:
+            if stopped or state.step >= total_steps:
                 break
-        if state["batch"] >= len(batches):  # the epoch ran to its end
-            state.update(epoch=state["epoch"] + 1, batch=0)
-            if eval_examples is not None and not stopped and state["evaluated_step"] != state["step"]:
-                stopped = evaluate_and_keep_best()
-    if eval_examples is not None and not stopped and state["evaluated_step"] != state["step"]:
-        evaluate_and_keep_best()  # a fractional last epoch ends between evaluations
+        if state.batch >= len(batches):  # the epoch ran to its end
+            state.epoch, state.batch = state.epoch + 1, 0
+            if eval_examples is not None and not stopped and state.evaluated_step != state.step:
+                stopped = evaluate_on_main()
+    if eval_examples is not None and not stopped and state.evaluated_step != state.step:
+        evaluate_on_main()  # a fractional last epoch ends between evaluations
     loop_seconds = time.perf_counter() - loop_start
     bar.close()
     if eval_examples is None and run.main:  # nothing to choose a best by: keep the last model
-        save_checkpoint(out, model, model.config, base.tokenizer, args.task, {**meta, "step": state["step"]})
+        tuned = task.tune(model, base.tokenizer, heldout, labels, args.max_length, args.eval_batch_size, args.data)
+        save_checkpoint(out, model, model.config, base.tokenizer, task.head,
+                        {**meta, "task_settings": tuned.settings(), "step": state.step})
     if run.main:
         save_resume(out / RESUME_DIR, model, optimizer, scheduler, state)
     run.barrier()
-    return {"out": str(out), "steps": state["step"], "best": state["best"], "best_step": state["best_step"],
-            "metric": runner.metric, "loop_seconds": round(loop_seconds, 1),
+    return {"out": str(out), "steps": state.step, "best": state.best, "best_step": state.best_step,
+            "metric": task.metric, "loop_seconds": round(loop_seconds, 1),
             "tokens_per_s": round(tokens_trained / max(loop_seconds, 1e-9), 1)}
-
-
-def flush_window(window: dict[str, Any], state: dict[str, Any], lr: float, grad_accum: int) -> dict[str, Any]:
-    """The log record of the steps since the last one; resets the window."""
-    seconds = max(time.perf_counter() - window["start"], 1e-9)
-    record = {"step": state["step"], "epoch": state["epoch"],
-              "loss": window["loss"] * grad_accum / max(window["micro"], 1), "lr": lr,
-              "examples_per_s": window["examples"] / seconds, "tokens_per_s": window["tokens"] / seconds}
-    window.update(loss=0.0, micro=0, examples=0, tokens=0, start=time.perf_counter())
-    return record
 
 
 def log_line(out: Path, record: dict[str, Any]) -> None:
@@ -315,22 +366,22 @@ def log_line(out: Path, record: dict[str, Any]) -> None:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def save_resume(directory: Path, model: nn.Module, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
+def save_resume(directory: Path, model: nn.Module, optimizer: Any, scheduler: Any, state: TrainState) -> None:
     """Everything needed to continue exactly where the run is; state.json is written last."""
 
     def write(tmp: Path) -> None:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps(state) + "\n", encoding="utf-8")
+        (tmp / "state.json").write_text(json.dumps(dataclasses.asdict(state)) + "\n", encoding="utf-8")
 
     write_directory_atomically(directory, write, last="state.json")
 
 
-def load_resume(directory: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+def load_resume(directory: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> TrainState:
     model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
     saved = torch.load(directory / "optimizer.pt", weights_only=True)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["torch_rng"])
-    return json.loads((directory / "state.json").read_text(encoding="utf-8"))
+    return TrainState(**json.loads((directory / "state.json").read_text(encoding="utf-8")))

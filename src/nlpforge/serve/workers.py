@@ -11,8 +11,6 @@ from typing import Any
 
 from nlpforge.predictor import Predictor
 
-WARMUP_INPUT = {"classify": "warm up", "tag": "warm up", "span_qa": {"question": "what?", "context": "warm up"}}
-
 
 def run_on(predictor: Predictor, kind: str, inputs: list[Any]) -> list[Any]:
     """One batch on ``predictor``: predictions, or embeddings as lists of floats (JSON-ready)."""
@@ -23,10 +21,10 @@ def run_on(predictor: Predictor, kind: str, inputs: list[Any]) -> list[Any]:
 
 def warm_up(predictor: Predictor, run: Any) -> None:
     """One small call through ``run`` so the first request does not pay for lazy initialisation."""
-    if predictor.task is None:
+    if predictor.task_spec is None:
         run("embed", ["warm up"])
     else:
-        run("predict", [predictor.parse(WARMUP_INPUT[predictor.task], "warm-up")])
+        run("predict", [predictor.parse(predictor.task_spec.warmup_input, "warm-up")])
 
 
 class ThreadWorker:

@@ -1,21 +1,67 @@
-"""Sequence classification (single sentences and sentence pairs): preprocessing, loss, decoding,
-metrics. The model is ``tasks.heads.SequenceClassifier``.
+"""Sequence classification (single sentences and sentence pairs): one label per text.
+
+The head follows the Hugging Face ``*ForSequenceClassification`` layout of each model_type, so a
+fine-tuned checkpoint loads in ``transformers.AutoModelForSequenceClassification``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, f1_score
+from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from nlpforge.config import ModelConfig
 from nlpforge.data.examples import TextExample
+from nlpforge.data.tabular import check_labels, label_names_of, read_text_examples
+from nlpforge.errors import InputDataError
+from nlpforge.models.outputs import TaskOutput
+from nlpforge.tasks.base import (
+    DataOptions,
+    EncoderTask,
+    balanced_class_weights,
+    sequence_logits,
+    text_record,
+)
+from nlpforge.tasks.heads import ClassificationHead, encoder_without_pooler
 
-METRIC = "accuracy"  # what keep-best and early stopping watch
+
+def loss(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of (B, C) logits against (B,) label ids, optionally class-weighted."""
+    return F.cross_entropy(logits, labels, weight=class_weights)
+
+
+class SequenceClassifier(nn.Module):
+    """Single sentences or sentence pairs -> (B, C) class logits (from the first token)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder_without_pooler(config)
+        self.head = ClassificationHead(config)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        head_mask: Sequence[torch.Tensor] | torch.Tensor | None = None,  # per layer (A_layer,) gates
+    ) -> TaskOutput:
+        encoded = self.encoder(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
+                               head_mask=head_mask)
+        logits = self.head(encoded.last_hidden_state[:, 0])  # (B, C)
+        return TaskOutput(logits, loss(logits, labels) if labels is not None else None,
+                          encoded.hidden_states, encoded.attentions)
 
 
 def encode(
@@ -37,17 +83,6 @@ def encode(
     return features
 
 
-def balanced_class_weights(label_ids: Sequence[int], num_labels: int) -> torch.Tensor:
-    """(C,) weights n / (C * count_c): rare classes count as much as frequent ones in the loss."""
-    counts = torch.bincount(torch.tensor(label_ids), minlength=num_labels).float().clamp(min=1)
-    return len(label_ids) / (num_labels * counts)
-
-
-def loss(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy of (B, C) logits against (B,) label ids, optionally class-weighted."""
-    return F.cross_entropy(logits, labels, weight=class_weights)
-
-
 def metrics(true_ids: Sequence[int], predicted_ids: Sequence[int]) -> dict[str, float]:
     """Accuracy and macro-F1, as percentages."""
     return {
@@ -64,3 +99,74 @@ def decode(logits: np.ndarray, labels: Sequence[str]) -> list[dict[str, Any]]:
          "scores": {label: float(p) for label, p in zip(labels, row, strict=True)}}
         for row in probabilities
     ]
+
+
+@dataclass
+class ClassifyTask(EncoderTask):
+    """One label per text or text pair: softmax + cross-entropy; accuracy and macro-F1."""
+
+    name: ClassVar[str] = "classify"
+    head: ClassVar[str] = "classify"
+    model_class: ClassVar[type[nn.Module]] = SequenceClassifier
+    metric: ClassVar[str] = "accuracy"
+    output_names: ClassVar[tuple[str, ...]] = ("logits",)
+    warmup_input: ClassVar[Any] = "warm up"
+    input_schema: ClassVar[dict[str, Any]] = {"anyOf": [
+        {"type": "string"},
+        {"type": "object", "required": ["text"], "additionalProperties": False,
+         "properties": {"text": {"type": "string"}, "text_pair": {"type": "string"}}}]}
+
+    def read(self, path: str | Path, data: DataOptions) -> list[TextExample]:
+        return read_text_examples(path, data.text_column, data.text_pair_column, data.label_column,
+                                  encoding=data.encoding)
+
+    def label_names(self, examples: Sequence[TextExample], existing: list[str] | None) -> list[str]:
+        found = label_names_of(examples)
+        if not found:
+            raise InputDataError("the training file has no labels; check --label-column")
+        return existing or found
+
+    def check(self, examples: Sequence[TextExample], labels: list[str] | None, path: str | Path) -> None:
+        check_labels(list(examples), labels or [], path)
+
+    def encode(self, tokenizer: PreTrainedTokenizerBase, examples: Sequence[TextExample], labels: list[str] | None,
+               max_length: int, data: DataOptions) -> list[dict[str, Any]]:
+        label_to_id = {label: i for i, label in enumerate(labels)} if labels is not None else None
+        return encode(tokenizer, examples, label_to_id, max_length)
+
+    def collate(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        batch = super().collate(features, pad_id)
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([f["labels"] for f in features])  # (B,)
+        return batch
+
+    def loss(self, output: TaskOutput, batch: dict[str, torch.Tensor],
+             class_weights: torch.Tensor | None) -> torch.Tensor:
+        return loss(output.logits, batch["labels"], class_weights)
+
+    def class_weights(self, features: Sequence[dict[str, Any]], num_labels: int) -> torch.Tensor:
+        return balanced_class_weights([f["labels"] for f in features], num_labels)
+
+    def evaluate(self, model: Any, tokenizer: PreTrainedTokenizerBase, examples: Sequence[TextExample],
+                 labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> dict[str, Any]:
+        features = self.encode(tokenizer, examples, labels, max_length, data)
+        predicted = sequence_logits(model, features, batch_size, tokenizer.pad_token_id).argmax(axis=-1)
+        return {**metrics([f["labels"] for f in features], predicted.tolist()), "examples": len(features)}
+
+    def parse_input(self, record: Any, where: str) -> TextExample:
+        values = text_record(record, where, ("text",), ("text_pair",))
+        return TextExample(values["text"], values.get("text_pair"), None, 0)
+
+    def predict(self, model: Any, tokenizer: PreTrainedTokenizerBase, inputs: Sequence[TextExample],
+                labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> list[dict]:
+        features = encode(tokenizer, inputs, None, max_length)
+        return decode(sequence_logits(model, features, batch_size, tokenizer.pad_token_id), labels or [])
+
+    def output_from_graph(self, values: dict[str, torch.Tensor]) -> TaskOutput:
+        return TaskOutput(values["logits"])
+
+    def distill_views(self, output: TaskOutput) -> list[torch.Tensor]:
+        return [output.logits]  # (B, C)
+
+    def distill_gold(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        return batch["labels"]

@@ -15,11 +15,24 @@ import re
 import string
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from nlpforge.config import ModelConfig
+from nlpforge.data.examples import QAExample
+from nlpforge.data.squad import read_squad
 from nlpforge.errors import ConfigError
+from nlpforge.inference import forward_batches
+from nlpforge.models.outputs import SpanOutput
+from nlpforge.tasks.base import DataOptions, EncoderTask, text_record
+from nlpforge.tasks.heads import encoder_without_pooler
 
 # The punctuation that cmrc2018_evaluate.py (v5) removes, copied character for character. Its
 # list also holds "……" (two characters), which never equals the single characters it is compared
@@ -34,6 +47,42 @@ _CJK_CHAR = re.compile(r"[\u4e00-\u9fa5]")  # the official script's test for a C
 # 1,000) and each other symbol on its own.
 _MIXED_TOKEN = re.compile(r"\w+(?:[.,]\w+)*|\S")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+
+
+def loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
+         end_positions: torch.Tensor) -> torch.Tensor:
+    """Mean of the start and end cross-entropies: (B, T) logits against (B,) token positions."""
+    return (F.cross_entropy(start_logits, start_positions) + F.cross_entropy(end_logits, end_positions)) / 2
+
+
+class SpanExtractor(nn.Module):
+    """Question + context -> (B, T) start and end logits of the answer span (``*ForQuestionAnswering``)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder_without_pooler(config)
+        self.head = nn.ModuleDict({"out": nn.Linear(config.hidden_size, 2)})
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        head_mask: Sequence[torch.Tensor] | torch.Tensor | None = None,  # per layer (A_layer,) gates
+    ) -> SpanOutput:
+        encoded = self.encoder(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
+                               head_mask=head_mask)
+        start_logits, end_logits = self.head["out"](encoded.last_hidden_state).unbind(dim=-1)  # 2 x (B, T)
+        span_loss = None
+        if start_positions is not None and end_positions is not None:
+            span_loss = loss(start_logits, end_logits, start_positions, end_positions)
+        return SpanOutput(start_logits, end_logits, span_loss, encoded.hidden_states, encoded.attentions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,3 +350,100 @@ def cmrc_em_f1(predictions: Sequence[str], references: Sequence[Sequence[str]]) 
     f1 = sum(max(cmrc_f1(p, g) for g in golds) for p, golds in zip(predictions, references, strict=True))
     exact, f1 = 100.0 * exact / len(predictions), 100.0 * f1 / len(predictions)
     return {"exact_match": exact, "f1": f1, "average": (exact + f1) / 2, "total": len(predictions)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The task
+# ---------------------------------------------------------------------------------------------
+
+
+def doc_stride(data: DataOptions, max_length: int) -> int:
+    """The overlap between QA context windows: as given, or a third of the window (128 of 384)."""
+    return data.doc_stride or max_length // 3
+
+
+def is_chinese(texts: Sequence[str]) -> bool:
+    """Whether most texts hold Han characters (CMRC conventions then apply)."""
+    return sum(bool(_CJK.search(t)) for t in texts) > len(texts) / 2
+
+
+@dataclass
+class SpanQATask(EncoderTask):
+    """Extractive QA over SQuAD v1.1 / CMRC 2018 JSON: answer + score + character offsets; EM / F1."""
+
+    name: ClassVar[str] = "span_qa"
+    head: ClassVar[str] = "span_qa"
+    model_class: ClassVar[type[nn.Module]] = SpanExtractor
+    metric: ClassVar[str] = "f1"
+    output_names: ClassVar[tuple[str, ...]] = ("start_logits", "end_logits")
+    warmup_input: ClassVar[Any] = {"question": "what?", "context": "warm up"}
+    input_schema: ClassVar[dict[str, Any]] = {
+        "type": "object", "required": ["question", "context"], "additionalProperties": False,
+        "properties": {"question": {"type": "string"}, "context": {"type": "string"}}}
+    per_token_views: ClassVar[bool] = True
+
+    def read(self, path: str | Path, data: DataOptions) -> list[QAExample]:
+        return read_squad(path, tuple(data.articles) if data.articles else None, data.encoding)
+
+    def label_names(self, examples: Sequence[QAExample], existing: list[str] | None) -> None:
+        return None
+
+    def check(self, examples: Sequence[QAExample], labels: list[str] | None, path: str | Path) -> None:
+        return None
+
+    def encode(self, tokenizer: PreTrainedTokenizerBase, examples: Sequence[QAExample], labels: list[str] | None,
+               max_length: int, data: DataOptions) -> list[dict[str, Any]]:
+        """Training features: windows of the context; the answer is the first span answer."""
+        answers = [next((a.text, a.start) for a in e.answers if a.start >= 0) for e in examples if e.answers]
+        usable = [e for e in examples if e.answers]
+        return prepare_features(tokenizer, [e.question for e in usable], [e.context for e in usable],
+                                max_length, doc_stride(data, max_length), answers)
+
+    def collate(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        batch = super().collate(features, pad_id)
+        for key in ("start_positions", "end_positions"):
+            if key in features[0]:
+                batch[key] = torch.tensor([f[key] for f in features])  # (B,)
+        return batch
+
+    def loss(self, output: SpanOutput, batch: dict[str, torch.Tensor],
+             class_weights: torch.Tensor | None) -> torch.Tensor:
+        return loss(output.start_logits, output.end_logits, batch["start_positions"], batch["end_positions"])
+
+    def answers(self, model: Any, tokenizer: PreTrainedTokenizerBase, questions: Sequence[str],
+                contexts: Sequence[str], max_length: int, batch_size: int, data: DataOptions) -> list[dict]:
+        features = prepare_features(tokenizer, questions, contexts, max_length, doc_stride(data, max_length))
+        starts: list[np.ndarray] = [np.empty(0)] * len(features)
+        ends: list[np.ndarray] = [np.empty(0)] * len(features)
+        for rows, output in forward_batches(model, features, batch_size, tokenizer.pad_token_id):
+            for i, row in enumerate(rows):
+                length = len(features[row]["input_ids"])
+                starts[row] = output.start_logits[i, :length].float().numpy()
+                ends[row] = output.end_logits[i, :length].float().numpy()
+        max_answer_length = data.max_answer_length or (100 if is_chinese(contexts) else 30)
+        return decode_answers(features, starts, ends, contexts, data.n_best, max_answer_length)
+
+    def evaluate(self, model: Any, tokenizer: PreTrainedTokenizerBase, examples: Sequence[QAExample],
+                 labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> dict[str, Any]:
+        predicted = self.answers(model, tokenizer, [e.question for e in examples], [e.context for e in examples],
+                                 max_length, batch_size, data)
+        references = [[a.text for a in e.answers] for e in examples]
+        chinese = is_chinese([e.context for e in examples])
+        score = cmrc_em_f1 if chinese else squad_em_f1
+        return {**score([p["answer"] for p in predicted], references), "questions": len(examples),
+                "convention": "cmrc2018 (characters)" if chinese else "squad v1.1 (words)"}
+
+    def parse_input(self, record: Any, where: str) -> QAExample:
+        values = text_record(record, where, ("question", "context"), bare=False)
+        return QAExample("", values["question"], values["context"], [])
+
+    def predict(self, model: Any, tokenizer: PreTrainedTokenizerBase, inputs: Sequence[QAExample],
+                labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> list[dict]:
+        return self.answers(model, tokenizer, [e.question for e in inputs], [e.context for e in inputs],
+                            max_length, batch_size, data)
+
+    def output_from_graph(self, values: dict[str, torch.Tensor]) -> SpanOutput:
+        return SpanOutput(values["start_logits"], values["end_logits"])
+
+    def distill_views(self, output: SpanOutput) -> list[torch.Tensor]:
+        return [output.start_logits, output.end_logits]  # 2 x (B, T): distributions over tokens

@@ -14,13 +14,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
+import torch
+import torch.nn.functional as F
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.scheme import IOBES
+from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from nlpforge.config import ModelConfig
+from nlpforge.data.collate import pad_rows
+from nlpforge.data.conll import read_conll
+from nlpforge.data.examples import TaggedSentence
 from nlpforge.errors import ConfigError, InputDataError
+from nlpforge.inference import forward_batches
+from nlpforge.models.outputs import TaskOutput
+from nlpforge.tasks.base import DataOptions, EncoderTask, balanced_class_weights, text_record
+from nlpforge.tasks.heads import encoder_without_pooler
 
 IGNORE_INDEX = -100  # label of non-first sub-tokens and special tokens; cross_entropy skips it
 SCHEMES = ("BIO", "BIOES")
@@ -28,6 +42,38 @@ SCHEMES = ("BIO", "BIOES")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # An English word: word characters joined by inner - ' ’ . (1996-08-22, O'Neil, 3.5), or one other symbol.
 _WORD = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]")
+
+
+def loss(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of (B, T, C) logits against (B, T) tag ids; positions labelled -100 are skipped."""
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), weight=class_weights, ignore_index=IGNORE_INDEX)
+
+
+class TokenTagger(nn.Module):
+    """Tokens -> (B, T, C) tag logits (the ``*ForTokenClassification`` layout)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder_without_pooler(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.ModuleDict({"out": nn.Linear(config.hidden_size, config.num_labels)})
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        head_mask: Sequence[torch.Tensor] | torch.Tensor | None = None,  # per layer (A_layer,) gates
+    ) -> TaskOutput:
+        encoded = self.encoder(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
+                               head_mask=head_mask)
+        logits = self.head["out"](self.dropout(encoded.last_hidden_state))  # (B, T, C)
+        return TaskOutput(logits, loss(logits, labels) if labels is not None else None,
+                          encoded.hidden_states, encoded.attentions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,3 +254,108 @@ def entity_f1(true_tags: Sequence[Sequence[str]], predicted_tags: Sequence[Seque
         "f1": float(f1_score(y_true, y_pred, zero_division=0, **mode)),
         "per_type": per_type,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# The task
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TagTask(EncoderTask):
+    """One tag per word (CoNLL files in, entities with character offsets out); entity F1."""
+
+    name: ClassVar[str] = "tag"
+    head: ClassVar[str] = "tag"
+    model_class: ClassVar[type[nn.Module]] = TokenTagger
+    metric: ClassVar[str] = "f1"
+    output_names: ClassVar[tuple[str, ...]] = ("logits",)
+    warmup_input: ClassVar[Any] = "warm up"
+    input_schema: ClassVar[dict[str, Any]] = {"anyOf": [
+        {"type": "string"},
+        {"type": "object", "required": ["text"], "additionalProperties": False,
+         "properties": {"text": {"type": "string"}}}]}
+    per_token_views: ClassVar[bool] = True
+
+    def read(self, path: str | Path, data: DataOptions) -> list[TaggedSentence]:
+        return read_conll(path, data.token_column, data.tag_column, data.encoding)
+
+    def label_names(self, examples: Sequence[TaggedSentence], existing: list[str] | None) -> list[str]:
+        found = sorted({t for s in examples for t in s.tags}, key=lambda t: (t != "O", t[2:], t))
+        return existing or found
+
+    def check(self, examples: Sequence[TaggedSentence], labels: list[str] | None, path: str | Path) -> None:
+        known = set(labels or [])
+        for sentence in examples:
+            for tag_name in sentence.tags:
+                if tag_name not in known:
+                    raise InputDataError(f"{path}:{sentence.line}: unknown tag {tag_name!r}; "
+                                         f"the model knows: {', '.join(labels or [])}")
+
+    def encode(self, tokenizer: PreTrainedTokenizerBase, examples: Sequence[TaggedSentence],
+               labels: list[str] | None, max_length: int, data: DataOptions) -> list[dict[str, Any]]:
+        label_to_id = {label: i for i, label in enumerate(labels or [])}
+        tags = [s.tags for s in examples] if examples and examples[0].tags else None
+        return encode_tagged(tokenizer, [s.tokens for s in examples], tags, label_to_id, max_length)
+
+    def collate(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        batch = super().collate(features, pad_id)
+        if "labels" in features[0]:
+            batch["labels"] = pad_rows([f["labels"] for f in features], IGNORE_INDEX)  # (B, T)
+        return batch
+
+    def loss(self, output: TaskOutput, batch: dict[str, torch.Tensor],
+             class_weights: torch.Tensor | None) -> torch.Tensor:
+        return loss(output.logits, batch["labels"], class_weights)
+
+    def class_weights(self, features: Sequence[dict[str, Any]], num_labels: int) -> torch.Tensor:
+        return balanced_class_weights([i for f in features for i in f["labels"] if i >= 0], num_labels)
+
+    def word_tags(self, model: Any, features: Sequence[dict], sentences: Sequence[Sequence[str]],
+                  labels: list[str], batch_size: int, pad_id: int) -> list[list[str]]:
+        """The predicted tag of every word of every sentence (words cut off by max_length get O)."""
+        id_to_label = dict(enumerate(labels))
+        tags: list[list[str]] = [[] for _ in features]
+        for rows, output in forward_batches(model, features, batch_size, pad_id):
+            predicted = output.logits.argmax(dim=-1)
+            for row, ids in zip(rows, predicted, strict=True):
+                feature = features[row]
+                tags[row] = decode_word_tags(ids[: len(feature["input_ids"])].tolist(), feature["word_ids"],
+                                             id_to_label, n_words=len(sentences[row]))
+        return tags
+
+    def evaluate(self, model: Any, tokenizer: PreTrainedTokenizerBase, examples: Sequence[TaggedSentence],
+                 labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> dict[str, Any]:
+        labels = labels or []
+        features = self.encode(tokenizer, examples, labels, max_length, data)
+        predicted = self.word_tags(model, features, [s.tokens for s in examples], labels, batch_size,
+                                   tokenizer.pad_token_id)
+        scheme = "BIOES" if any(t[:2] in ("E-", "S-") for t in labels) else "BIO"
+        scores = entity_f1([s.tags for s in examples], predicted, scheme)
+        return {**{k: 100.0 * v if isinstance(v, float) else v for k, v in scores.items()},
+                "sentences": len(examples)}
+
+    def parse_input(self, record: Any, where: str) -> str:
+        return text_record(record, where, ("text",))["text"]
+
+    def predict(self, model: Any, tokenizer: PreTrainedTokenizerBase, inputs: Sequence[str],
+                labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> list[dict]:
+        split = [word_offsets(text) for text in inputs]
+        sentences = [TaggedSentence(words, [], 0) for words, _ in split]
+        features = self.encode(tokenizer, sentences, labels, max_length, data)
+        predicted = self.word_tags(model, features, [words for words, _ in split], labels or [], batch_size,
+                                   tokenizer.pad_token_id)
+        return [{"entities": entities_with_offsets(text, offsets, tags)}
+                for text, (_, offsets), tags in zip(inputs, split, predicted, strict=True)]
+
+    def output_from_graph(self, values: dict[str, torch.Tensor]) -> TaskOutput:
+        return TaskOutput(values["logits"])
+
+    def distill_views(self, output: TaskOutput) -> list[torch.Tensor]:
+        return [output.logits]  # (B, T, C)
+
+    def distill_mask(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        return batch["labels"] != IGNORE_INDEX  # (B, T): the labelled first sub-tokens
+
+    def distill_gold(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        return batch["labels"]
