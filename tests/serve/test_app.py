@@ -113,7 +113,7 @@ def test_bare_encoder_embeds_but_does_not_predict(tmp_path: Path, tiny_vocab: Pa
         (b'{"inputs": ["a", "   "]}', 422, "inputs[1]"),
         (b'{"inputs": [42]}', 422, "inputs[0]"),
         (b'{"inputs": [["a"]]}', 422, "inputs[0]"),
-        (b'{"inputs": [{"text": 1}]}', 422, "inputs[0]"),
+        (b'{"inputs": [{"text": 1}]}', 422, "inputs[0].text"),
         (b'{"inputs": [{"text": "a", "text_pair": ""}]}', 422, "inputs[0].text_pair"),
         (b'{"inputs": [{"question": "a", "context": "b"}]}', 422, "inputs[0]"),
         # nested past the JSON decoder's recursion limit

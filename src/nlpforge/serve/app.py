@@ -30,10 +30,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from nlpforge.errors import NlpforgeError
-from nlpforge.predictor import Predictor, json_type
+from nlpforge.predictor import Predictor
 from nlpforge.serve.batcher import DynamicBatcher, QueueFullError, ShuttingDownError
 from nlpforge.serve.metrics import MetricsMiddleware, ServerMetrics
 from nlpforge.serve.workers import ThreadWorker, warm_up
+from nlpforge.tasks.base import json_type
 
 API_VERSION = "v1"
 # A request needs three levels (body, inputs, one input). The JSON decoder recurses once per level
