@@ -34,4 +34,14 @@ class ThreadWorker:
         self.predictor = predictor
 
     def __call__(self, kind: str, inputs: list[Any]) -> list[Any]:
-        return run_on(self.predictor, kind, inputs)
+        try:
+            return run_on(self.predictor, kind, inputs)
+        except Exception:
+            raise
+        except BaseException as error:
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise
+            # A Rust panic inside tokenizers arrives as pyo3's PanicException, a BaseException: the
+            # batcher's collector would die of it and every later request would wait until its 504.
+            # As an Exception it fails this batch's requests only.
+            raise RuntimeError(f"{kind} batch of {len(inputs)} input(s) failed: {error}") from error
