@@ -37,9 +37,9 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from machine import machine_record
     from nlpforge.checkpoint import load_checkpoint
-    from nlpforge.tasks.runners import RUNNERS, DataOptions
+    from nlpforge.tasks import DataOptions, get_task
 
-    runner, data = RUNNERS["classify"], DataOptions()
+    task, data = get_task("classify"), DataOptions()
     teacher = load_checkpoint(args.work / "teacher")
     textbrewer = transformers.AutoModelForSequenceClassification.from_pretrained(args.work / "tb-init")
     textbrewer.load_state_dict(torch.load(checkpoints[-1], weights_only=True))
@@ -48,16 +48,16 @@ def main() -> None:
     splits = {"heldout_train": args.work / "select.tsv", "dev": SST2 / "dev.tsv"}
     scores: dict[str, dict[str, float]] = {}
     for split, path in splits.items():
-        examples = runner.read(path, data)
+        examples = task.read(path, data)
         for name, model in models.items():
-            metrics = runner.evaluate(model, teacher.tokenizer, examples, teacher.meta["labels"], MAX_LENGTH, 64, data)
+            metrics = task.evaluate(model, teacher.tokenizer, examples, teacher.meta["labels"], MAX_LENGTH, 64, data)
             scores.setdefault(name, {})[split] = round(metrics["accuracy"], 2)
     for name in ("nlpforge student", "textbrewer student"):
         for split in splits:
             scores[name][f"{split}_vs_teacher"] = round(scores[name][split] / scores["teacher"][split], 4)
     result = {"benchmark": "compress_heldout", "machine": machine_record(), "work": str(args.work),
               "textbrewer_checkpoint": checkpoints[-1].name,
-              "heldout_examples": len(runner.read(splits["heldout_train"], data)), "accuracy": scores}
+              "heldout_examples": len(task.read(splits["heldout_train"], data)), "accuracy": scores}
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
 

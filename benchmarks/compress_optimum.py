@@ -73,15 +73,15 @@ def measure_one(artifact: Path) -> dict:
     from nlpforge.checkpoint import directory_size
     from nlpforge.compress.measure import latency_ms, measure, throughput
     from nlpforge.compress.quantize import load_artifact
-    from nlpforge.tasks.runners import RUNNERS, DataOptions
+    from nlpforge.tasks import DataOptions, get_task
 
-    runner, data = RUNNERS["classify"], DataOptions()
+    task, data = get_task("classify"), DataOptions()
     model, tokenizer, meta = load_artifact(artifact)
-    examples = runner.read(SST2 / "dev.tsv", data)
-    record = measure(model, tokenizer, runner, examples, meta.get("labels"), MAX_LENGTH, data,
+    examples = task.read(SST2 / "dev.tsv", data)
+    record = measure(model, tokenizer, task, examples, meta.get("labels"), MAX_LENGTH, data,
                      directory_size(artifact))
     # Best of THROUGHPUT_PASSES passes: on a shared VM, noise only ever slows a pass down.
-    features = runner.encode(tokenizer, examples, meta.get("labels"), MAX_LENGTH, data)
+    features = task.encode(tokenizer, examples, meta.get("labels"), MAX_LENGTH, data)
     record["throughput_batch32"] = throughput(model, features, tokenizer.pad_token_id, repeats=THROUGHPUT_PASSES)
     record["latency_ms_batch1"] = min((latency_ms(model, features, tokenizer.pad_token_id) for _ in range(3)),
                                       key=lambda latency: latency["p50"])

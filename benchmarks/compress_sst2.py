@@ -82,7 +82,7 @@ def textbrewer_student_accuracy(teacher_dir: Path, train_file: Path, work: Path)
     from nlpforge.checkpoint import load_checkpoint, save_checkpoint
     from nlpforge.compress.distill import student_from_teacher, uniform_layer_map
     from nlpforge.recipes.finetune import parameter_groups
-    from nlpforge.tasks.runners import RUNNERS, DataOptions
+    from nlpforge.tasks import DataOptions, get_task
 
     teacher = load_checkpoint(teacher_dir)
     layer_map = uniform_layer_map(teacher.config.num_layers, DISTILL["layers"])
@@ -91,9 +91,9 @@ def textbrewer_student_accuracy(teacher_dir: Path, train_file: Path, work: Path)
     model_t = transformers.AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
     model_s = transformers.AutoModelForSequenceClassification.from_pretrained(work / "tb-init")
 
-    runner = RUNNERS["classify"]
+    task = get_task("classify")
     options = DataOptions(**DATASET["options"])
-    features = runner.encode(teacher.tokenizer, runner.read(train_file, options), teacher.meta["labels"],
+    features = task.encode(teacher.tokenizer, task.read(train_file, options), teacher.meta["labels"],
                              DATASET["max_length"], options)
     padder = transformers.DataCollatorWithPadding(teacher.tokenizer)
 
@@ -125,8 +125,8 @@ def textbrewer_student_accuracy(teacher_dir: Path, train_file: Path, work: Path)
                                         "num_training_steps": total_steps})
     seconds = time.perf_counter() - start
     model_s.eval()
-    dev = runner.read(DATASET["dir"] / "dev.tsv", options)
-    dev_features = runner.encode(teacher.tokenizer, dev, teacher.meta["labels"], DATASET["max_length"], options)
+    dev = task.read(DATASET["dir"] / "dev.tsv", options)
+    dev_features = task.encode(teacher.tokenizer, dev, teacher.meta["labels"], DATASET["max_length"], options)
     correct = 0
     with torch.inference_mode():
         for i in range(0, len(dev_features), 64):

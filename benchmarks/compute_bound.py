@@ -53,14 +53,14 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from machine import machine_record
     from nlpforge.checkpoint import load_checkpoint
-    from nlpforge.tasks.runners import RUNNERS, DataOptions
+    from nlpforge.tasks import DataOptions, get_task
 
     loaded = load_checkpoint(args.model)
     config = loaded.config
     hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_layers
-    runner = RUNNERS["classify"]
-    examples = runner.read(SST2 / "dev.tsv", DataOptions())
-    lengths = [len(f["input_ids"]) for f in runner.encode(loaded.tokenizer, examples, loaded.meta["labels"],
+    task = get_task("classify")
+    examples = task.read(SST2 / "dev.tsv", DataOptions())
+    lengths = [len(f["input_ids"]) for f in task.encode(loaded.tokenizer, examples, loaded.meta["labels"],
                                                           args.max_length, DataOptions())]
     linear_flops_per_token = 2 * layers * (4 * hidden * hidden + 2 * hidden * inner)
     flops = sum(linear_flops_per_token * t + 2 * layers * 2 * t * t * hidden for t in lengths)

@@ -44,7 +44,7 @@ def write_slice(rows: list[tuple[str, str]], size: int, path: Path) -> list[tupl
 def run_nlpforge(train_file: Path, dev_file: Path, out: Path) -> dict:
     from nlpforge.checkpoint import load_checkpoint
     from nlpforge.recipes.finetune import FinetuneArgs, finetune
-    from nlpforge.tasks.runners import RUNNERS, DataOptions
+    from nlpforge.tasks import DataOptions, get_task
 
     args = FinetuneArgs(task="classify", model=MODEL, train=str(train_file), out=str(out), progress=False,
                         save_every=10**9, log_every=50, **HYPER)
@@ -52,8 +52,8 @@ def run_nlpforge(train_file: Path, dev_file: Path, out: Path) -> dict:
     summary = finetune(args)
     seconds = time.perf_counter() - start
     loaded = load_checkpoint(out)
-    runner = RUNNERS["classify"]
-    metrics = runner.evaluate(loaded.model, loaded.tokenizer, runner.read(dev_file, DataOptions()),
+    task = get_task("classify")
+    metrics = task.evaluate(loaded.model, loaded.tokenizer, task.read(dev_file, DataOptions()),
                               loaded.meta["labels"], HYPER["max_length"], 64, DataOptions())
     return {"train_seconds_incl_load_and_save": round(seconds, 1), "train_loop_seconds": summary["loop_seconds"],
             "dev_accuracy": round(metrics["accuracy"], 2)}

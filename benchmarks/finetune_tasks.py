@@ -48,7 +48,7 @@ TASKS = {
 def run_task(name: str, train_limit: int, out_dir: Path) -> dict:
     from nlpforge.checkpoint import load_checkpoint
     from nlpforge.recipes.finetune import FinetuneArgs, finetune
-    from nlpforge.tasks.runners import RUNNERS, DataOptions
+    from nlpforge.tasks import DataOptions, get_task
 
     spec = TASKS[name]
     data = {**spec.get("data", {}), **spec.get("train_data", {})}
@@ -60,11 +60,11 @@ def run_task(name: str, train_limit: int, out_dir: Path) -> dict:
     finetune(args)
     train_seconds = time.perf_counter() - start
     loaded = load_checkpoint(out_dir)
-    runner = RUNNERS[spec["task"]]
+    task = get_task(spec["task"])
     options = DataOptions(**{**spec.get("data", {}), **spec.get("eval_data", {})})
-    examples = runner.read(DATA / spec["eval"], options)
+    examples = task.read(DATA / spec["eval"], options)
     start = time.perf_counter()
-    metrics = runner.evaluate(loaded.model, loaded.tokenizer, examples, loaded.meta.get("labels"),
+    metrics = task.evaluate(loaded.model, loaded.tokenizer, examples, loaded.meta.get("labels"),
                               spec["args"]["max_length"], 64, options)
     return {"task": spec["task"], "model": spec["model"], "train": spec["train"], "report_on": spec["eval"],
             "train_limit": train_limit or None, "settings": {**spec["args"], "data": data},

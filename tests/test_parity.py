@@ -60,7 +60,7 @@ def test_encoder_matches_transformers(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ENCODER_CLASSES)
 def test_packed_inference_matches_transformers_on_real_tokens(name: str, tmp_path: Path) -> None:
-    """A plain no-grad call on a padded batch runs the packed path (real tokens only)."""
+    """``packed=True`` on a padded batch runs the packed path (real tokens only)."""
     hf = tiny_hf_model(name)
     hf.config.pad_token_id = 1
     hf.save_pretrained(tmp_path)
@@ -70,7 +70,7 @@ def test_packed_inference_matches_transformers_on_real_tokens(name: str, tmp_pat
         inputs.pop("token_type_ids")
     real = inputs["attention_mask"].bool()
     with torch.no_grad():
-        expected, got = hf(**inputs), ours(**inputs)
+        expected, got = hf(**inputs), ours(**inputs, packed=True)
     if name.endswith("ForQuestionAnswering"):
         assert_close(got.start_logits[real], expected.start_logits[real], **ATOL)
     elif name.endswith("ForSequenceClassification"):
@@ -87,9 +87,9 @@ def test_sdpa_packed_and_explicit_attention_agree(tiny_bert_dir: Path) -> None:
     inputs = batch()
     real = inputs["attention_mask"].bool()
     with torch.no_grad():
-        packed = model(**inputs).last_hidden_state
+        packed = model(**inputs, packed=True).last_hidden_state
         explicit = model(**inputs, output_attentions=True).last_hidden_state
-    padded = model(**inputs).last_hidden_state.detach()  # grad enabled: the padded SDPA path
+        padded = model(**inputs).last_hidden_state  # the padded SDPA path
     assert_close(packed[real], explicit[real], **ATOL)
     assert_close(padded, explicit, **ATOL)
 

@@ -155,6 +155,8 @@ TagColumn = Annotated[int | None, typer.Option(help="CoNLL tag column (default -
 Articles = Annotated[str | None, typer.Option(help="SQuAD JSON: keep articles START:STOP, e.g. 0:38.")]
 DocStride = Annotated[int | None, typer.Option(help="span_qa: tokens of overlap between context windows "
                                                     "(default: a third of --max-length).")]
+Track = Annotated[str | None, typer.Option(help="none, or mlflow: log parameters, metrics and the model to "
+                                              "MLflow (MLFLOW_TRACKING_URI, default ./mlruns).")]
 LabelSeparator = Annotated[str | None, typer.Option(help="multilabel TSV/CSV: the separator between the labels "
                                                         "of one example (default |).")]
 MaxAnswer = Annotated[int | None, typer.Option(help="span_qa: longest answer in tokens (default 30; 100 for Chinese).")]
@@ -194,6 +196,7 @@ def train(
     resume: Annotated[bool | None, typer.Option("--resume/--no-resume", help="Continue from OUT/resume.")] = None,
     max_train_examples: Annotated[int | None, typer.Option(help="Use only the first N examples.")] = None,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (0: default).")] = None,
+    track: Track = None,
     text_column: TextColumn = None,
     text_pair_column: PairColumn = None,
     label_column: LabelColumn = None,
@@ -216,7 +219,8 @@ def train(
                  weight_decay=weight_decay, warmup_ratio=warmup_ratio, max_grad_norm=max_grad_norm,
                  max_length=max_length, eval_every=eval_every, save_every=save_every, log_every=log_every,
                  early_stopping=early_stopping, seed=seed, bf16=bf16, class_weights=class_weights,
-                 group_by_length=group_by_length, resume=resume, max_train_examples=max_train_examples, threads=threads)
+                 group_by_length=group_by_length, resume=resume, max_train_examples=max_train_examples, threads=threads,
+                 track=track)
     values.update({k: v for k, v in flags.items() if v is not None})
     data = dict(values.pop("data", None) or {})
     data.update(_data_flags(text_column=text_column, text_pair_column=text_pair_column,
@@ -414,6 +418,7 @@ def compress(
     max_grad_norm: Annotated[float, typer.Option(help="Gradient clipping norm (0: no clipping).")] = 1.0,
     max_train_examples: Annotated[int, typer.Option(help="Use only the first N training examples.")] = 0,
     threads: Annotated[int, typer.Option(help="Torch CPU threads (0: default).")] = 0,
+    track: Track = None,
     text_column: TextColumn = None,
     text_pair_column: PairColumn = None,
     label_column: LabelColumn = None,
@@ -433,7 +438,7 @@ def compress(
         prune_heads=prune_heads, quantize=quantize.value, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, max_length=max_length, temperature=temperature, alpha=alpha,
         hidden_weight=hidden_weight, attention_weight=attention_weight, max_grad_norm=max_grad_norm,
-        max_train_examples=max_train_examples, threads=threads, data=data))
+        max_train_examples=max_train_examples, threads=threads, track=track or "none", data=data))
     typer.echo((out / "report.md").read_text(encoding="utf-8"))
     typer.echo(f"report: {out / 'report.json'}, {out / 'report.png'} ({len(report['stages'])} stages)")
 

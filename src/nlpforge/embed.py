@@ -55,7 +55,7 @@ def embed_texts(
     with tqdm(total=len(texts), desc="embed", unit="text", disable=not progress) as bar:
         for rows in batches:
             batch = collate_inputs([features[i] for i in rows], tokenizer.pad_token_id)
-            hidden = model(batch["input_ids"], batch["attention_mask"]).last_hidden_state
+            hidden = model(batch["input_ids"], batch["attention_mask"], packed=True).last_hidden_state
             out[rows] = pool(hidden, batch["attention_mask"], pooling).float().numpy()
             bar.update(len(rows))
     return out

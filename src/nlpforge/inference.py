@@ -17,8 +17,9 @@ def forward_batches(
 ) -> Iterator[tuple[list[int], Any]]:
     """Yield (feature indices, model output) per batch; batches group features of similar length.
 
-    Targets (labels, positions) are not passed, so the model computes no loss.
+    Targets (labels, positions) are not passed, so the model computes no loss; torch models run
+    their packed inference path (real tokens only).
     """
     model.eval()
     for rows in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
-        yield rows, model(**collate_inputs([features[i] for i in rows], pad_id))
+        yield rows, model(**collate_inputs([features[i] for i in rows], pad_id), packed=True)

@@ -219,6 +219,7 @@ class OnnxModel:
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        packed: bool = False,  # the torch models' inference switch; the graph decides for itself
     ) -> Any:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)

@@ -34,12 +34,12 @@ def latency_ms(model: Any, features: Sequence[dict], pad_id: int, count: int = 1
     model.eval()
     chosen = list(features[:count])
     for feature in chosen[:warmup]:
-        model(**collate_inputs([feature], pad_id))
+        model(**collate_inputs([feature], pad_id), packed=True)
     times = []
     for feature in chosen:
         inputs = collate_inputs([feature], pad_id)
         start = time.perf_counter()
-        model(**inputs)
+        model(**inputs, packed=True)
         times.append(1000 * (time.perf_counter() - start))
     return {"p50": round(percentile(times, 50), 3), "p95": round(percentile(times, 95), 3),
             "mean": round(statistics.fmean(times), 3), "requests": len(times)}

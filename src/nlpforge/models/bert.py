@@ -195,17 +195,19 @@ class BertModel(nn.Module):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         head_mask: Sequence[torch.Tensor] | torch.Tensor | None = None,
+        packed: bool = False,
     ) -> EncoderOutput:
         """``head_mask``: per layer an (A_layer,) gate on each head's output (1 keeps, 0 masks).
 
-        Padded inference batches take the packed path (see ``forward_packed``); their padding
-        positions in ``last_hidden_state`` are then zeros, not the values computed from pad tokens.
+        ``packed=True`` (inference callers: batched prediction, embedding, measurement) runs a padded
+        batch on its real tokens only (see ``forward_packed``): no dropout, and the padding positions
+        of ``last_hidden_state`` are zeros, not values computed from pad tokens. It applies in eval
+        mode to batches with padding when no hidden states, attentions or head mask are asked for.
         """
         mask = padding_mask(attention_mask)
         x = self.embeddings(input_ids, token_type_ids)
-        if (mask is not None and attention_mask is not None and not self.training and not torch.is_grad_enabled()
-                and not (output_hidden_states or output_attentions or head_mask is not None)
-                and not torch.jit.is_tracing()):
+        if (packed and mask is not None and attention_mask is not None and not self.training
+                and not (output_hidden_states or output_attentions or head_mask is not None)):
             x = self.forward_packed(x, attention_mask, mask)
             return EncoderOutput(last_hidden_state=x, pooler_output=self.pooler(x) if self.pooler is not None else None)
         hidden_states = [x] if output_hidden_states else None
@@ -269,9 +271,10 @@ class BertForMaskedLM(nn.Module):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        packed: bool = False,
     ) -> MaskedLMOutput:
         encoded = self.encoder(
-            input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions
+            input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions, packed=packed
         )
         logits = self.mlm(encoded.last_hidden_state, self.encoder.embeddings.word.weight)
         loss = None

@@ -40,6 +40,7 @@ from nlpforge.inference import forward_batches
 from nlpforge.recipes.finetune import LogWindow, adamw, linear_schedule, log_line, seed_everything
 from nlpforge.tasks import TASKS, DataOptions, Task, get_task
 from nlpforge.tasks.base import split_heldout
+from nlpforge.tracking import NoTracker, Tracker
 
 NEG_INF = -1e4  # teacher logit for padding positions of cached per-token logits: probability 0
 
@@ -135,12 +136,14 @@ def preset_student(preset: str, teacher: nn.Module, task: Task) -> nn.Module:
 
 
 def evaluate_student(student: nn.Module, task: Task, tokenizer: Any, eval_examples: list[Any], heldout: list[Any],
-                     labels: list[str] | None, args: DistillArgs, meta: dict[str, Any], state: DistillState) -> None:
+                     labels: list[str] | None, args: DistillArgs, meta: dict[str, Any], state: DistillState,
+                     tracker: Tracker) -> None:
     """Tune the task's settings on the held-out examples, evaluate, save the student when it is the best."""
     tuned = task.tune(student, tokenizer, heldout, labels, args.max_length, args.eval_batch_size, args.data)
     metrics = tuned.evaluate(student, tokenizer, eval_examples, labels, args.max_length, args.eval_batch_size,
                              args.data)
     log_line(Path(args.out), {"step": state.step, "epoch": state.epoch, "eval": metrics})
+    tracker.log_metrics({Path(args.out).name: {"eval": metrics}}, state.step)
     if state.best is None or metrics[task.metric] > state.best:
         state.best, state.best_step = metrics[task.metric], state.step
         save_checkpoint(args.out, student, student.config, tokenizer, task.head,
@@ -148,8 +151,12 @@ def evaluate_student(student: nn.Module, task: Task, tokenizer: Any, eval_exampl
     student.train()
 
 
-def distill(args: DistillArgs) -> dict[str, Any]:
-    """Train the student; the best (or last, without --eval) goes to ``args.out``; returns a summary."""
+def distill(args: DistillArgs, tracker: Tracker | None = None) -> dict[str, Any]:
+    """Train the student; the best (or last, without --eval) goes to ``args.out``; returns a summary.
+
+    ``tracker`` (tracking.py) also receives the step records, under the output directory's name.
+    """
+    tracker = tracker or NoTracker()
     if args.threads:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
@@ -271,13 +278,16 @@ def distill(args: DistillArgs) -> dict[str, Any]:
                 record = window.flush(state.step, state.epoch, scheduler.get_last_lr()[0], 1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
                 log_line(out, record)
+                tracker.log_metrics({out.name: record}, state.step)
             if eval_examples is not None and args.eval_every and state.step % args.eval_every == 0:
-                evaluate_student(student, task, tokenizer, eval_examples, heldout, labels, args, meta, state)
+                evaluate_student(student, task, tokenizer, eval_examples, heldout, labels, args, meta, state,
+                                 tracker)
             if state.step >= total_steps:
                 break
         state.epoch += 1
         if eval_examples is not None and not (args.eval_every and state.step % args.eval_every == 0):
-            evaluate_student(student, task, tokenizer, eval_examples, heldout, labels, args, meta, state)
+            evaluate_student(student, task, tokenizer, eval_examples, heldout, labels, args, meta, state,
+                                 tracker)
     bar.close()
     if eval_examples is None:
         tuned = task.tune(student, tokenizer, heldout, labels, args.max_length, args.eval_batch_size, args.data)

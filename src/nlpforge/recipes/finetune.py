@@ -35,6 +35,7 @@ from nlpforge.checkpoint import TRAINING_STATE, load_checkpoint, save_checkpoint
 from nlpforge.errors import ConfigError
 from nlpforge.tasks import TASKS, DataOptions, Task, get_task, task_model_from_encoder
 from nlpforge.tasks.base import split_heldout
+from nlpforge.tracking import TRACKERS, NoTracker, Tracker, start_tracking
 
 RESUME_DIR, METRICS_FILE = TRAINING_STATE
 
@@ -69,6 +70,7 @@ class FinetuneArgs:
     eval_batch_size: int = 64
     threads: int = 0  # torch CPU threads; 0 = torch's default
     progress: bool = True
+    track: str = "none"  # none | mlflow: also log parameters, metrics and the model to MLflow
     data: DataOptions = dataclasses.field(default_factory=DataOptions)
 
     def __post_init__(self) -> None:
@@ -76,6 +78,8 @@ class FinetuneArgs:
             self.data = DataOptions(**self.data)
         if self.task not in TASKS:
             raise ConfigError(f"--task {self.task!r} is not one of {', '.join(TASKS)}")
+        if self.track not in TRACKERS:
+            raise ConfigError(f"--track {self.track!r}: choose one of {', '.join(TRACKERS)}")
         for name in ("batch_size", "grad_accum", "max_length", "save_every", "log_every", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -227,18 +231,19 @@ class Evaluation:
     out: Path
     meta: dict[str, Any]
     args: FinetuneArgs
+    tracker: Tracker
 
 
 def evaluate_and_keep_best(evaluation: Evaluation, model: nn.Module, state: TrainState) -> bool:
     """Tune the task's settings on the held-out examples, evaluate, save the checkpoint when it is the
     best so far; returns whether to stop early."""
     args = evaluation.args
-    state.evaluated_step = state.step
     task = evaluation.task.tune(model, evaluation.tokenizer, evaluation.heldout, evaluation.labels,
                                 args.max_length, args.eval_batch_size, args.data)
     metrics = task.evaluate(model, evaluation.tokenizer, evaluation.examples, evaluation.labels, args.max_length,
                             args.eval_batch_size, args.data)
     log_line(evaluation.out, {"step": state.step, "epoch": state.epoch, "eval": metrics})
+    evaluation.tracker.log_metrics({"eval": metrics}, state.step)
     value = metrics[task.metric]
     if state.best is None or value > state.best:
         state.best, state.best_step, state.stale, state.task_settings = value, state.step, 0, task.settings()
@@ -296,10 +301,13 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         state = load_resume(out / RESUME_DIR, model, optimizer, scheduler)
     meta = {"task": task.name, "labels": labels, "max_length": args.max_length, "stage": "finetune",
             "base_model": args.model, "data": dataclasses.asdict(args.data)}
-    evaluation = Evaluation(task, eval_examples or [], heldout, labels, base.tokenizer, out, meta, args)
+    tracker = start_tracking(args.track, f"finetune {task.name}", dataclasses.asdict(args)) if run.main \
+        else NoTracker()
+    evaluation = Evaluation(task, eval_examples or [], heldout, labels, base.tokenizer, out, meta, args, tracker)
 
     def evaluate_on_main() -> bool:
-        """Rank 0 evaluates; every rank learns whether to stop."""
+        """Rank 0 evaluates; every rank records the evaluation and learns whether to stop."""
+        state.evaluated_step = state.step
         return run.broadcast_flag(evaluate_and_keep_best(evaluation, model, state) if run.main else False)
 
     bar = tqdm(total=total_steps, initial=state.step, desc=f"train {task.name}", unit="step",
@@ -334,6 +342,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
                 bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
                 if run.main:
                     log_line(out, record)
+                    tracker.log_metrics(record, state.step)
             if eval_examples is not None and args.eval_every and state.step % args.eval_every == 0:
                 stopped = evaluate_on_main()
             if state.step % args.save_every == 0 and run.main:
@@ -354,6 +363,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
                         {**meta, "task_settings": tuned.settings(), "step": state.step})
     if run.main:
         save_resume(out / RESUME_DIR, model, optimizer, scheduler, state)
+        tracker.log_artifact(out)
+        tracker.end()
     run.barrier()
     return {"out": str(out), "steps": state.step, "best": state.best, "best_step": state.best_step,
             "metric": task.metric, "loop_seconds": round(loop_seconds, 1),

@@ -75,9 +75,10 @@ class SpanExtractor(nn.Module):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         head_mask: Sequence[torch.Tensor] | torch.Tensor | None = None,  # per layer (A_layer,) gates
+        packed: bool = False,  # inference on real tokens only (models/bert.py)
     ) -> SpanOutput:
         encoded = self.encoder(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
-                               head_mask=head_mask)
+                               head_mask=head_mask, packed=packed)
         start_logits, end_logits = self.head["out"](encoded.last_hidden_state).unbind(dim=-1)  # 2 x (B, T)
         span_loss = None
         if start_positions is not None and end_positions is not None:

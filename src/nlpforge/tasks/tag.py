@@ -68,9 +68,10 @@ class TokenTagger(nn.Module):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         head_mask: Sequence[torch.Tensor] | torch.Tensor | None = None,  # per layer (A_layer,) gates
+        packed: bool = False,  # inference on real tokens only (models/bert.py)
     ) -> TaskOutput:
         encoded = self.encoder(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
-                               head_mask=head_mask)
+                               head_mask=head_mask, packed=packed)
         logits = self.head["out"](self.dropout(encoded.last_hidden_state))  # (B, T, C)
         return TaskOutput(logits, loss(logits, labels) if labels is not None else None,
                           encoded.hidden_states, encoded.attentions)
