@@ -70,13 +70,14 @@ def optimum_artifact(python: str, src: Path, out: Path, preset: str, per_channel
 
 def measure_one(artifact: Path) -> dict:
     """Accuracy, latency, throughput and size of one ONNX artifact on SST-2 dev (run in a child process)."""
+    from nlpforge.artifacts import load_artifact
     from nlpforge.checkpoint import directory_size
     from nlpforge.compress.measure import latency_ms, measure, throughput
-    from nlpforge.compress.quantize import load_artifact
     from nlpforge.tasks import DataOptions, get_task
 
     task, data = get_task("classify"), DataOptions()
-    model, tokenizer, meta = load_artifact(artifact)
+    artifact = load_artifact(artifact)
+    model, tokenizer, meta = artifact.model, artifact.tokenizer, artifact.meta
     examples = task.read(SST2 / "dev.tsv", data)
     record = measure(model, tokenizer, task, examples, meta.get("labels"), MAX_LENGTH, data,
                      directory_size(artifact))

@@ -148,13 +148,15 @@ def baseline(model: Path, inputs: Path, args: argparse.Namespace) -> dict:
 
 
 def int8_onnx(model: Path) -> Path:
+    from nlpforge.artifacts import load_artifact
     from nlpforge.compress.export import export_onnx
-    from nlpforge.compress.quantize import load_artifact, quantize_onnx_dynamic
+    from nlpforge.compress.quantize import quantize_onnx_dynamic
 
     out = WORK / "quickstart-int8-onnx"
     if not (out / "model.onnx").is_file():
         fp32 = WORK / "quickstart-onnx"
-        torch_model, tokenizer, meta = load_artifact(model)
+        artifact = load_artifact(model)
+        torch_model, tokenizer, meta = artifact.model, artifact.tokenizer, artifact.meta
         export_onnx(torch_model, fp32, tokenizer, meta)
         quantize_onnx_dynamic(fp32, out)
     return out

@@ -25,6 +25,25 @@ def test_info_prints_json(tiny_bert_dir: Path, monkeypatch, capsys) -> None:
     assert summary["bytes_on_disk"] > summary["parameters"] * 4
 
 
+def test_info_answers_json_for_every_artifact_kind(tmp_path: Path, monkeypatch, capsys) -> None:
+    from nlpforge.artifacts import write_artifact
+    from nlpforge.config import ModelConfig
+    from nlpforge.tasks.classify import SequenceClassifier
+
+    model = SequenceClassifier(ModelConfig.from_name("tiny-bert", num_labels=2)).eval()
+    meta = {"task": "classify", "labels": ["neg", "pos"], "metrics": {"accuracy": 90.0}}
+    expected = {"checkpoint": ("checkpoint", "fp32"), "onnx": ("onnx", "fp32"), "int8-onnx": ("onnx", "int8-dynamic"),
+                "int8-torch": ("torch-int8", "int8-torch-dynamic")}
+    for kind, (artifact_kind, precision) in expected.items():
+        write_artifact(model, None, tmp_path / kind, kind, meta)
+        code, out, err = run_cli(monkeypatch, capsys, "info", tmp_path / kind)
+        assert code == 0, err
+        summary = json.loads(out)
+        assert (summary["kind"], summary["precision"], summary["task"]) == (artifact_kind, precision, "classify")
+        assert summary["labels"] == ["neg", "pos"] and summary["layers"] == 2 and summary["parameters"] > 10_000
+        assert summary["bytes_on_disk"] > 0 and summary["metrics"] == {"accuracy": 90.0}
+
+
 @pytest.mark.parametrize("target", ["hf", "nlpforge"])
 def test_convert(tiny_bert_dir: Path, tmp_path: Path, target: str, monkeypatch, capsys) -> None:
     out = tmp_path / "converted"

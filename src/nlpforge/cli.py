@@ -42,29 +42,12 @@ class Pooling(str, Enum):
 
 
 @app.command()
-def info(checkpoint: Annotated[str, typer.Argument(help="Checkpoint directory or hub name.")]) -> None:
-    """Print a JSON summary of a checkpoint: family, layers, hidden size, heads, vocab, parameters, bytes."""
-    from nlpforge.checkpoint import directory_size, load_checkpoint
+def info(checkpoint: Annotated[str, typer.Argument(help="Artifact directory (checkpoint, ONNX, INT8) or hub name.")]
+         ) -> None:
+    """Print a JSON summary of any artifact: kind, precision, task, labels, shape, parameters, bytes, metrics."""
+    from nlpforge.artifacts import load_artifact
 
-    loaded = load_checkpoint(checkpoint)
-    config = loaded.config
-    summary = {
-        "path": str(loaded.path),
-        "family": config.family,
-        "model_type": config.model_type,
-        "head": loaded.head,
-        "task": loaded.meta.get("task"),
-        "layers": config.num_layers,
-        "hidden_size": config.hidden_size,
-        "heads": config.num_heads,
-        "intermediate_size": config.intermediate_size,
-        "vocab_size": config.vocab_size,
-        "max_positions": config.max_positions,
-        "parameters": sum(p.numel() for p in loaded.model.parameters()),
-        "bytes_on_disk": directory_size(loaded.path),
-        "tokenizer": type(loaded.tokenizer).__name__ if loaded.tokenizer is not None else None,
-    }
-    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(json.dumps(load_artifact(checkpoint).describe(), indent=2, ensure_ascii=False))
 
 
 @app.command()

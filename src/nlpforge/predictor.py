@@ -28,11 +28,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from nlpforge.compress.export import ONNX_FILE, OnnxModel, export_onnx
-from nlpforge.compress.quantize import load_artifact
+from nlpforge.artifacts import ONNX_FILE, OnnxModel, load_artifact
 from nlpforge.embed import embed_texts
 from nlpforge.errors import ConfigError, InputDataError
-from nlpforge.tasks import HEAD_MODELS, DataOptions, Task, encoder_of, task_of
+from nlpforge.tasks import DataOptions, Task, encoder_of
 from nlpforge.tasks.base import check_encodable
 
 BACKENDS = ("torch", "onnxruntime")
@@ -69,20 +68,19 @@ class Predictor:
             raise ConfigError(f"{path}: is an ONNX export; serve it with --backend onnxruntime "
                               "(or pass the torch checkpoint it came from)")
         export_dir = None
+        path_to_load = path
         if backend == "onnxruntime" and not is_onnx:
-            model, tokenizer, meta = load_artifact(path)
+            from nlpforge.compress.export import export_onnx  # only this conversion needs the exporter
+
+            loaded = load_artifact(path)
             export_dir = tempfile.TemporaryDirectory(prefix="nlpforge-serve-onnx-")
-            export_onnx(model, export_dir.name, tokenizer, meta)
+            export_onnx(loaded.model, export_dir.name, loaded.tokenizer, loaded.meta)
             path_to_load = export_dir.name
-        else:
-            path_to_load = path
-        model, tokenizer, meta = load_artifact(path_to_load, threads=threads)
-        if tokenizer is None:
+        loaded = load_artifact(path_to_load, threads=threads)
+        if loaded.tokenizer is None:
             raise ConfigError(f"{path}: has no tokenizer files; save the tokenizer next to the model")
-        task = model.task if isinstance(model, OnnxModel) else task_of(meta, _head_of(model))
-        meta = {**meta, "task": task.name if task else None}  # a plain transformers checkpoint has no nlpforge.json
-        return cls(model, tokenizer, meta, "onnxruntime" if isinstance(model, OnnxModel) else "torch", path,
-                   task, batch_size, export_dir)
+        meta = {**loaded.meta, "task": loaded.task.name if loaded.task else None}
+        return cls(loaded.model, loaded.tokenizer, meta, loaded.backend, path, loaded.task, batch_size, export_dir)
 
     # ------------------------------------------------------------------ what the model can do
 
@@ -149,7 +147,3 @@ class Predictor:
             raise ConfigError(f"{self.path}: is a bare encoder with no task head; it can only embed")
         return self.task_spec
 
-
-def _head_of(model: nn.Module) -> str:
-    """The head (weight layout) of a torch model: a task head, or ``base`` for an encoder or LM."""
-    return next((head for head, cls in HEAD_MODELS.items() if type(model) is cls), "base")

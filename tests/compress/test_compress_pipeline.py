@@ -10,7 +10,7 @@ import torch
 import transformers
 
 from conftest import run_cli, tiny_hf_model, write_classification
-from nlpforge.compress.quantize import load_artifact
+from nlpforge.artifacts import load_artifact
 from nlpforge.recipes.finetune import FinetuneArgs, finetune
 
 
@@ -42,7 +42,8 @@ def test_compress_writes_every_stage_and_a_report(teacher: Path, tmp_path: Path,
     assert (out / "report.png").stat().st_size > 1000 and "| teacher |" in printed
     teacher_metric = report["stages"][0]["metric"]
     for stage in report["stages"]:
-        model, tokenizer, _ = load_artifact(stage["path"])
+        artifact = load_artifact(stage["path"])
+        model, tokenizer = artifact.model, artifact.tokenizer
         assert tokenizer is not None and stage["size_bytes"] > 0
         assert stage["latency_ms_batch1"]["p95"] >= stage["latency_ms_batch1"]["p50"] > 0
         assert stage["throughput_batch32"] > 0
@@ -53,7 +54,8 @@ def test_compress_writes_every_stage_and_a_report(teacher: Path, tmp_path: Path,
     onnx, int8 = (next(s for s in report["stages"] if s["name"] == n) for n in ("student onnx", "student int8 onnx"))
     assert int8["size_bytes"] < onnx["size_bytes"]
     with torch.no_grad():
-        model, tokenizer, _ = load_artifact(out / "student-int8-onnx")
+        artifact = load_artifact(out / "student-int8-onnx")
+        model, tokenizer = artifact.model, artifact.tokenizer
         batch = tokenizer(["a b z", "c d"], padding=True, return_tensors="pt")
         assert model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).logits.shape == (2, 2)
 

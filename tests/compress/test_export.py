@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from conftest import tiny_tokenizer
-from nlpforge.compress.export import ONNX_FILE, OnnxModel, export_onnx
+from nlpforge.artifacts import ONNX_FILE, OnnxModel
+from nlpforge.compress.export import export_onnx
 from nlpforge.compress.quantize import quantize_torch_dynamic
 from nlpforge.config import ModelConfig
 from nlpforge.errors import CheckpointError, ConfigError

@@ -25,17 +25,23 @@ from onnx import numpy_helper
 from safetensors import safe_open
 
 from conftest import tiny_tokenizer
-from nlpforge.checkpoint import WEIGHTS_FILE, directory_size, save_checkpoint
-from nlpforge.compress.export import ONNX_FILE, OnnxModel, export_onnx
-from nlpforge.compress.quantize import (
-    TORCH_INT8_FILE,
-    artifact_size,
-    half_precision_copy,
+from nlpforge.artifacts import (
+    ONNX_FILE,
+    WRITE_KINDS,
+    Artifact,
+    OnnxModel,
     load_artifact,
+    record_artifact_metrics,
+    write_artifact,
+)
+from nlpforge.artifacts.torch_int8 import TORCH_INT8_FILE
+from nlpforge.checkpoint import WEIGHTS_FILE, directory_size, save_checkpoint
+from nlpforge.compress.export import export_onnx
+from nlpforge.compress.quantize import (
+    half_precision_copy,
     quantize_onnx_dynamic,
     quantize_onnx_static,
     quantize_torch_dynamic,
-    record_artifact_metrics,
     save_torch_quantized,
 )
 from nlpforge.config import ModelConfig
@@ -115,7 +121,8 @@ def matmul_int8_weights(directory: Path) -> dict[str, np.ndarray]:
 
 def test_onnx_dynamic_int8_close_and_smaller(tmp_path: Path, tagger: TokenTagger, fp32_dir: Path) -> None:
     out = quantize_onnx_dynamic(fp32_dir, tmp_path / "int8")
-    model, tokenizer, meta = load_artifact(out)
+    artifact = load_artifact(out)
+    model, tokenizer, meta = artifact.model, artifact.tokenizer, artifact.meta
     assert isinstance(model, OnnxModel)
     assert meta["precision"] == "int8-dynamic" and meta["labels"] == LABELS and meta["task"] == "tag"
     assert tokenizer is not None and tokenizer("a b")["input_ids"] == [2, 5, 6, 3]
@@ -141,7 +148,8 @@ def test_onnx_int8_weights_fit_every_x86_kernel(tmp_path: Path, fp32_dir: Path, 
 
 def test_onnx_static_int8_close_and_smaller(tmp_path: Path, tagger: TokenTagger, fp32_dir: Path) -> None:
     out = quantize_onnx_static(fp32_dir, tmp_path / "int8", CALIBRATION)
-    model, _, meta = load_artifact(out)
+    artifact = load_artifact(out)
+    model, meta = artifact.model, artifact.meta
     assert meta["precision"] == "int8-static" and meta["calibration_batches"] == len(CALIBRATION)
     assert meta["quantization"]["reduce_range"] and meta["quantization"]["format"] == "QDQ"
     worst, agree = compare(model, tagger)
@@ -184,13 +192,14 @@ def test_torch_int8_artifact_stores_int8_and_loads_it_unchanged(tmp_path: Path, 
         assert stored.get_tensor(f"{up}.weight_zero_point").abs().sum() == 0  # symmetric
     # hidden 128, FFN 512, vocabulary 99: the Linear weights are most of the bytes (measured 0.30)
     assert (out / TORCH_INT8_FILE).stat().st_size < 0.4 * (fp32 / WEIGHTS_FILE).stat().st_size
-    model, tokenizer, meta = load_artifact(out)
+    artifact = load_artifact(out)
+    model, tokenizer, meta = artifact.model, artifact.tokenizer, artifact.meta
     assert meta["precision"] == "int8-torch-dynamic" and meta["labels"] == LABELS and tokenizer is not None
     assert meta["quantization"]["file"] == TORCH_INT8_FILE
     assert isinstance(model.encoder.layers[1].attn.qkv, torch.ao.nn.quantized.dynamic.Linear)
     expected = quantize_torch_dynamic(tagger)
     # Saving the int8 model itself stores the same int8 values and scales.
-    from_int8, _, _ = load_artifact(save_torch_quantized(expected, None, tmp_path / "from-int8", {}))
+    from_int8 = load_artifact(save_torch_quantized(expected, None, tmp_path / "from-int8", {})).model
     for batch in TEST_BATCHES:
         with torch.no_grad():
             reference = expected(**batch).logits
@@ -201,7 +210,7 @@ def test_torch_int8_artifact_stores_int8_and_loads_it_unchanged(tmp_path: Path, 
 def test_torch_int8_artifact_of_an_encoder_and_an_older_artifact(tmp_path: Path) -> None:
     torch.manual_seed(0)
     encoder = BertModel(ModelConfig.from_name("tiny-bert")).eval()  # a bare encoder keeps its pooler
-    loaded, _, _ = load_artifact(save_torch_quantized(encoder, None, tmp_path / "encoder", {}))
+    loaded = load_artifact(save_torch_quantized(encoder, None, tmp_path / "encoder", {})).model
     batch = {k: v for k, v in TEST_BATCHES[0].items() if k != "token_type_ids"}
     with torch.no_grad():
         expected = quantize_torch_dynamic(encoder)(**batch)
@@ -210,7 +219,7 @@ def test_torch_int8_artifact_of_an_encoder_and_an_older_artifact(tmp_path: Path)
     torch.testing.assert_close(got.pooler_output, expected.pooler_output, atol=0, rtol=0)
     # An artifact written before int8 weights were stored holds the fp32 checkpoint: quantized on loading.
     old = save_checkpoint(tmp_path / "old", encoder, encoder.config, None, "base", {"precision": "int8-torch-dynamic"})
-    model, _, _ = load_artifact(old)
+    model = load_artifact(old).model
     assert isinstance(model.layers[0].ffn.up, torch.ao.nn.quantized.dynamic.Linear)
     with torch.no_grad():
         torch.testing.assert_close(model(**batch).last_hidden_state, expected.last_hidden_state, atol=0, rtol=0)
@@ -233,51 +242,63 @@ def test_half_precision_copy(tmp_path: Path, tagger: TokenTagger, dtype: torch.d
     assert 0.45 < ratio < 0.55, ratio
     hf = json.loads((half / "config.json").read_text())
     assert hf["torch_dtype"] == name and hf["id2label"]["1"] == "B-X"
-    model, _, meta = load_artifact(half)
+    artifact = load_artifact(half)
+    model, meta = artifact.model, artifact.meta
     assert meta["precision"] == ("fp16" if dtype == torch.float16 else "bf16")
     assert next(model.parameters()).dtype == torch.float32  # computes in fp32 on the CPU by default
     batch = TEST_BATCHES[0]
     with torch.no_grad():
         torch.testing.assert_close(model(**batch).logits, tagger(**batch).logits, atol=atol, rtol=0)
-    as_stored, _, _ = load_artifact(half, dtype=dtype)
+    as_stored = load_artifact(half, dtype=dtype).model
     assert next(as_stored.parameters()).dtype == dtype
     with pytest.raises(ConfigError, match="is not torch"):
         half_precision_copy(tagger, None, tmp_path / "int8", torch.int8)
 
 
 @pytest.mark.parametrize("cls", [SequenceClassifier, SpanExtractor])
-def test_load_artifact_every_kind(tmp_path: Path, cls: type) -> None:
-    """A checkpoint, an ONNX export and its int8 copy all load and answer alike."""
+def test_write_and_load_artifact_every_kind(tmp_path: Path, cls: type) -> None:
+    """write_artifact writes every kind; load_artifact returns the same dataclass for each, whose
+    model answers alike (within each kind's precision) and whose description is JSON."""
     torch.manual_seed(0)
     model = cls(ModelConfig.from_name("tiny-bert", num_labels=3)).eval()
-    head = "classify" if cls is SequenceClassifier else "span_qa"
+    task = "classify" if cls is SequenceClassifier else "span_qa"
     field = "logits" if cls is SequenceClassifier else "start_logits"
-    checkpoint = save_checkpoint(tmp_path / "ckpt", model, model.encoder.config, None, head,
-                                 {"task": head, "labels": ["a", "b", "c"]})
-    onnx_dir = export_onnx(model, tmp_path / "onnx", meta={"task": head})
-    int8_dir = quantize_onnx_dynamic(onnx_dir, tmp_path / "int8")
-    torch_int8_dir = save_torch_quantized(model, None, tmp_path / "torch-int8", {"task": head})  # no labels
+    meta = {"task": task, **({"labels": ["a", "b", "c"]} if task == "classify" else {})}
+    calibration = CALIBRATION
     batch = TEST_BATCHES[1]
     with torch.no_grad():
         expected = getattr(model(**batch), field)
     scale = float(expected.std())
-    bounds = {checkpoint: 1e-5, onnx_dir: 1e-4, int8_dir: 0.15 * scale, torch_int8_dir: 0.25 * scale}
-    for directory, atol in bounds.items():
-        loaded, _, meta = load_artifact(directory)
-        assert meta["task"] == head
+    bounds = {"checkpoint": 1e-5, "bf16": 0.05 * scale, "onnx": 1e-4, "int8-onnx": 0.15 * scale,
+              "int8-static-onnx": 0.5 * scale, "int8-torch": 0.25 * scale}
+    assert set(bounds) == set(WRITE_KINDS) - {"fp16"}  # fp16 computes like bf16 here (float32 on CPU)
+    kinds = {"checkpoint": ("checkpoint", "fp32", "torch"), "bf16": ("checkpoint", "bf16", "torch"),
+             "onnx": ("onnx", "fp32", "onnxruntime"), "int8-onnx": ("onnx", "int8-dynamic", "onnxruntime"),
+             "int8-static-onnx": ("onnx", "int8-static", "onnxruntime"),
+             "int8-torch": ("torch-int8", "int8-torch-dynamic", "torch")}
+    for kind, atol in bounds.items():
+        directory = write_artifact(model, None, tmp_path / kind, kind, meta, calibration=calibration)
+        artifact = load_artifact(directory)
+        assert isinstance(artifact, Artifact)
+        assert (artifact.kind, artifact.precision, artifact.backend) == kinds[kind], kind
+        assert artifact.task.name == task and artifact.config.num_layers == 2
+        assert artifact.labels == meta.get("labels")
+        described = json.loads(json.dumps(artifact.describe()))
+        assert described["kind"] == artifact.kind and described["parameters"] > 0 and described["bytes_on_disk"] > 0
         with torch.no_grad():
-            got = getattr(loaded.eval()(**batch), field)
+            got = getattr(artifact.model(**batch), field)
         keep = batch["attention_mask"].bool() if got.dim() == 2 and field != "logits" else slice(None)
-        assert float((got - expected)[keep].abs().max()) <= atol, directory.name
+        assert float((got - expected)[keep].abs().max()) <= atol, kind
     with pytest.raises(CheckpointError, match="no such checkpoint directory"):
         load_artifact(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="artifact kind 'int4'"):
+        write_artifact(model, None, tmp_path / "x", "int4")
 
 
-def test_artifact_size_counts_every_file(tmp_path: Path, fp32_dir: Path) -> None:
-    assert artifact_size(fp32_dir) == directory_size(fp32_dir)
-    assert onnx_bytes(fp32_dir) < artifact_size(fp32_dir)
-    assert artifact_size(fp32_dir) == sum(p.stat().st_size for p in fp32_dir.iterdir())
-    assert np.isfinite(artifact_size(fp32_dir))
+def test_artifact_size_counts_every_file(fp32_dir: Path) -> None:
+    size = load_artifact(fp32_dir).size_bytes
+    assert size == directory_size(fp32_dir) == sum(p.stat().st_size for p in fp32_dir.iterdir())
+    assert onnx_bytes(fp32_dir) < size
 
 
 def test_record_artifact_metrics_replaces_only_the_metrics(tmp_path: Path, fp32_dir: Path) -> None:

@@ -13,37 +13,31 @@ one call. ``padding_mask`` in models/bert.py skips the mask when nothing is padd
 the trace would freeze; we therefore trace with an example batch that *has* padding, so the graph
 always applies the mask (an all-ones mask then gives the unmasked result, which the tests check).
 
-``OnnxModel`` wraps an ``onnxruntime.InferenceSession`` behind the torch models' call signature and
-output dataclasses, so code written for torch models (``nlpforge.inference.forward_batches``) runs
-on it unchanged.
+The onnxruntime backend that runs the export is ``nlpforge.artifacts.onnx.OnnxModel``.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from nlpforge import __version__
-from nlpforge.checkpoint import META_FILE, read_meta, task_hf_config, write_directory_atomically
-from nlpforge.checkpoint import head_labels as label_names
+from nlpforge.artifacts.onnx import ONNX_FILE
+from nlpforge.artifacts.torch_int8 import is_torch_quantized
+from nlpforge.checkpoint import META_FILE, task_hf_config, write_directory_atomically
 from nlpforge.config import ModelConfig
-from nlpforge.convert.hf_config import config_from_hf, head_from_hf, read_hf_config
-from nlpforge.errors import CheckpointError, ConfigError
+from nlpforge.errors import ConfigError
 from nlpforge.models.bert import BertModel
-from nlpforge.models.outputs import EncoderOutput
 from nlpforge.tasks import HEAD_MODELS, Task, encoder_of, task_of
 
-ONNX_FILE = "model.onnx"
 ENCODER_OUTPUTS = ("last_hidden_state",)  # the graph output of a bare encoder
 
 
@@ -67,11 +61,6 @@ def uses_token_types(config: ModelConfig) -> bool:
     """Whether the graph takes ``token_type_ids`` (DistilBERT has none; RoBERTa has one type, still fed)."""
     return bool(config.type_vocab_size)
 
-
-def is_torch_quantized(model: nn.Module) -> bool:
-    """Whether any Linear of the model is a quantized (dynamic or static) module."""
-    return any(isinstance(m, (torch.ao.nn.quantized.dynamic.Linear, torch.ao.nn.quantized.Linear))
-               for m in model.modules())
 
 
 class _GraphOutputs(nn.Module):
@@ -160,81 +149,3 @@ def export_onnx(
         return write_directory_atomically(Path(out_dir), write)
     finally:
         original.train(was_training)
-
-
-def onnx_precision(directory: str | os.PathLike[str]) -> str:
-    """The ``precision`` an ONNX directory's nlpforge.json records (``fp32`` when not recorded)."""
-    directory = Path(directory)
-    if not (directory / ONNX_FILE).is_file():
-        raise CheckpointError(f"{directory}: no {ONNX_FILE}; pass a directory written by export_onnx")
-    return str(read_meta(directory).get("precision", "fp32"))
-
-
-class OnnxModel:
-    """An exported model run by onnxruntime, called like the torch model it came from.
-
-    ``model(input_ids, attention_mask, token_type_ids)`` takes torch tensors (B, T) and returns what
-    the torch model returns (its task's ``output_from_graph``; ``EncoderOutput`` for a bare encoder)
-    holding torch tensors; no loss, hidden states or attentions. ``eval()`` is a no-op, for code
-    that calls it. ``task`` is None for a bare encoder.
-    """
-
-    def __init__(self, session: Any, config: ModelConfig, task: Task | None, path: Path,
-                 meta: dict[str, Any]) -> None:
-        self.session, self.config, self.task, self.path, self.meta = session, config, task, path, meta
-        self.input_names = [i.name for i in session.get_inputs()]
-        self.output_names = [o.name for o in session.get_outputs()]
-        self.training = False
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike[str], threads: int | None = None) -> OnnxModel:
-        """Open ``directory/model.onnx`` on the CPU; ``threads``: intra-op threads (None: onnxruntime's
-        default, one per physical core). Inter-op work runs sequentially (one thread)."""
-        import onnxruntime as ort
-
-        directory = Path(directory)
-        if not (directory / ONNX_FILE).is_file():
-            raise CheckpointError(f"{directory}: no {ONNX_FILE}; pass a directory written by export_onnx")
-        hf = read_hf_config(directory)
-        head = head_from_hf(hf) or "base"
-        config = dataclasses.replace(config_from_hf(hf, str(directory / "config.json")), has_pooler=False)
-        options = ort.SessionOptions()
-        options.inter_op_num_threads = 1
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        try:
-            session = ort.InferenceSession(str(directory / ONNX_FILE), options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own exception types for a bad file
-            raise CheckpointError(f"{directory / ONNX_FILE}: onnxruntime cannot load it ({error})") from None
-        meta = read_meta(directory)
-        if "labels" not in meta and label_names(config, head, None) and isinstance(hf.get("id2label"), dict):
-            meta["labels"] = [hf["id2label"][str(i)] for i in range(len(hf["id2label"]))]
-        return cls(session, config, task_of(meta, head), directory, meta)
-
-    def eval(self) -> OnnxModel:
-        return self
-
-    def __call__(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        packed: bool = False,  # the torch models' inference switch; the graph decides for itself
-    ) -> Any:
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        feed = {name: np.ascontiguousarray(given[name].detach().cpu().numpy(), dtype=np.int64)
-                for name in self.input_names}
-        values = dict(zip(self.output_names, self.session.run(self.output_names, feed), strict=True))
-        out = {name: torch.from_numpy(value) for name, value in values.items()}
-        if self.task is None:
-            return EncoderOutput(out["last_hidden_state"])
-        return self.task.output_from_graph(out)
-
-    def __repr__(self) -> str:
-        task = self.task.name if self.task is not None else None
-        return f"OnnxModel({str(self.path)!r}, task={task!r}, precision={self.meta.get('precision', 'fp32')!r})"
-

@@ -1,12 +1,9 @@
-"""INT8 and half-precision copies of a model, and one loader for every artifact kind.
+"""INT8 and half-precision copies of a model (the artifact kinds and their loader: artifacts/).
 
-Artifacts (each a directory with config.json, tokenizer files and ``nlpforge.json`` ``precision``):
-
-    checkpoint         model.safetensors in fp32 / fp16 / bf16       load_checkpoint -> torch model
-    int8-torch-dynamic the fp32 checkpoint; loading re-quantizes     torch model with dynamic int8 Linear
-    ONNX fp32          model.onnx from export_onnx                   OnnxModel
-    ONNX int8-dynamic  int8 weights, activations quantized per call  OnnxModel
-    ONNX int8-static   int8 weights and calibrated activations (QDQ) OnnxModel
+    int8-torch-dynamic int8 Linear weights + scales (artifacts/torch_int8.py)
+    ONNX int8-dynamic  int8 weights, activations quantized per call
+    ONNX int8-static   int8 weights and calibrated activations (QDQ)
+    fp16 / bf16        a checkpoint with half-precision weights
 
 ONNX choices, measured on all-MiniLM-L6-v2 (sentence-embedding cosine to fp32 over 128 SST-2
 sentences; model 90 MB in fp32) and on tiny random models:
@@ -32,8 +29,8 @@ sentences; model 90 MB in fp32) and on tiny random models:
 Torch: ``torch.ao.quantization.quantize_dynamic`` over ``nn.Linear`` with int8 weights **per output
 channel** (``per_channel_dynamic_qconfig``; the per-tensor default gives cosine 0.934 on MiniLM, per
 channel 0.972; torch's kernels quantize activations to 7 bits, hence below onnxruntime's 0.992).
-Embeddings stay fp32. Its packed modules have no safetensors form, so the artifact stores the fp32
-checkpoint and loading quantizes it again (the same int8 weights when saved from the fp32 model).
+Embeddings stay fp32. The artifact stores the int8 values, scales and zero points of each Linear
+(torch's packed modules have no safetensors form) and loading rebuilds the modules from them.
 
 Speed (one informal run on 2 cores; benchmarks/ owns the numbers): int8-dynamic ran about 1.8x
 faster than onnxruntime fp32 and int8-static about 1.2x, so prefer int8-dynamic on CPUs; the static
@@ -43,7 +40,6 @@ QDQ graph is for runtimes that want calibrated QDQ graphs (TensorRT, NPU executi
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import logging
@@ -57,46 +53,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from nlpforge.artifacts.onnx import ONNX_FILE, onnx_precision
+from nlpforge.artifacts.torch_int8 import is_torch_quantized, write_torch_int8
 from nlpforge.checkpoint import (
     META_FILE,
     WEIGHTS_FILE,
-    directory_size,
-    load_checkpoint,
-    load_tokenizer,
     nlpforge_state_dict,
     read_meta,
     save_hf_weights,
+    task_hf_config,
     write_directory_atomically,
 )
-from nlpforge.compress.export import (
-    ONNX_FILE,
-    OnnxModel,
-    is_torch_quantized,
-    label_names,
-    meta_record,
-    model_config,
-    model_head,
-    onnx_precision,
-)
+from nlpforge.compress.export import meta_record, model_config, model_head
 from nlpforge.convert import nlpforge_to_hf
-from nlpforge.convert.hf_config import config_from_hf, config_to_hf, head_from_hf, read_hf_config
-from nlpforge.errors import CheckpointError, ConfigError
-from nlpforge.models.bert import BertModel
+from nlpforge.convert.hf_config import read_hf_config
+from nlpforge.errors import ConfigError
 
-TORCH_INT8 = "int8-torch-dynamic"
-TORCH_INT8_FILE = "model.int8.safetensors"
-# What a torch int8 artifact holds, recorded in its nlpforge.json.
-TORCH_INT8_SETTINGS = {
-    "method": "torch.ao.quantization.quantize_dynamic", "modules": ["Linear"],
-    "weights": "int8 symmetric, per output channel (per_channel_dynamic_qconfig)",
-    "activations": "quantized per call to 7 bits (reduce_range: no 16-bit overflow on AVX2)",
-    "embeddings": "fp32", "file": TORCH_INT8_FILE,
-}
 HALF_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
 # Static quantization leaves these MatMuls' activations to per-call (dynamic) quantization.
 STATIC_EXCLUDED = ("/ffn/down/",)
@@ -293,114 +268,17 @@ def quantize_torch_dynamic(model: nn.Module) -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(model, {nn.Linear: qconfig}, dtype=torch.qint8).eval()
 
 
-def _int8_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors of a dynamic-int8 model under its own state-dict names, nothing packed.
-
-    Each quantized Linear ``X`` becomes ``X.weight`` (out, in) int8, ``X.weight_scale`` (out,)
-    float64 and ``X.weight_zero_point`` (out,) int64 (0-dim for a per-tensor weight), ``X.bias``
-    (out,) fp32; every other parameter and buffer is stored as it is (fp32).
-    """
-    quantized = {name: module for name, module in model.named_modules()
-                 if isinstance(module, torch.ao.nn.quantized.dynamic.Linear)}
-    tensors: dict[str, torch.Tensor] = {}
-    for name, module in quantized.items():
-        weight = module.weight()  # (out, in) qint8
-        if weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-            if weight.q_per_channel_axis() != 0:
-                raise ConfigError(f"{name}: int8 weight quantized along axis {weight.q_per_channel_axis()}; "
-                                  "only per-output-channel (axis 0) or per-tensor weights can be stored")
-            scale, zero_point = weight.q_per_channel_scales(), weight.q_per_channel_zero_points()
-        else:
-            scale = torch.tensor(weight.q_scale(), dtype=torch.float64)
-            zero_point = torch.tensor(weight.q_zero_point(), dtype=torch.int64)
-        tensors[f"{name}.weight"] = weight.int_repr()
-        tensors[f"{name}.weight_scale"] = scale.to(torch.float64)
-        tensors[f"{name}.weight_zero_point"] = zero_point.to(torch.int64)
-        if module.bias() is not None:
-            tensors[f"{name}.bias"] = module.bias().detach()
-    prefixes = tuple(f"{name}." for name in quantized)
-    for key, value in model.state_dict().items():
-        if not key.startswith(prefixes):  # the packed params of a quantized Linear are stored above
-            tensors[key] = value.detach()
-    return {key: value.contiguous() for key, value in tensors.items()}
-
-
-def _int8_weight(tensors: dict[str, torch.Tensor], name: str) -> torch.Tensor:
-    """The quantized (out, in) weight of Linear ``name`` from its stored int8 values, scales and zero points."""
-    values, scale, zero_point = (tensors[f"{name}.{part}"] for part in ("weight", "weight_scale", "weight_zero_point"))
-    if scale.dim() == 0:
-        return torch._make_per_tensor_quantized_tensor(values, float(scale), int(zero_point))
-    return torch._make_per_channel_quantized_tensor(values, scale, zero_point, 0)
-
-
 def save_torch_quantized(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase | None,
     out_dir: str | os.PathLike[str],
     meta: dict[str, Any] | None = None,
 ) -> Path:
-    """An ``int8-torch-dynamic`` artifact: the int8 weights themselves, loaded without re-quantizing.
-
-    ``model``: the fp32 model (quantized here with ``quantize_torch_dynamic``) or an int8 one from
-    it. ``model.int8.safetensors`` holds each Linear's int8 values, scales and zero points (see
-    ``_int8_tensors``) and the fp32 rest; config.json and the tokenizer as in a checkpoint. There is
-    no ``model.safetensors``: transformers cannot load int8 values with separate scales, so it
-    refuses the directory instead of reading int8 numbers as weights; ``load_artifact`` loads it.
-    """
-    head, config = model_head(model), model_config(model)
+    """An ``int8-torch-dynamic`` artifact of ``model`` (fp32: quantized here with
+    ``quantize_torch_dynamic``; or an int8 model from it): the int8 weights themselves, loaded
+    without re-quantizing (artifacts/torch_int8.py holds the format)."""
     quantized = model if is_torch_quantized(model) else quantize_torch_dynamic(model)
-    tensors = _int8_tensors(quantized)
-    labels = label_names(config, head, meta)
-    record = {**(meta or {}), **({"labels": labels} if labels else {})}
-
-    def write(tmp: Path) -> None:
-        hf_config = config_to_hf(config, head, labels)
-        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
-        save_file(tensors, str(tmp / TORCH_INT8_FILE), metadata={"format": "pt", "precision": TORCH_INT8})
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
-        (tmp / META_FILE).write_text(meta_record(config, record, precision=TORCH_INT8,
-                                                 quantization=TORCH_INT8_SETTINGS), encoding="utf-8")
-
-    return write_directory_atomically(Path(out_dir), write)
-
-
-def _load_torch_quantized(directory: Path) -> nn.Module:
-    """The dynamic-int8 model of an ``int8-torch-dynamic`` artifact, rebuilt from its stored int8 weights."""
-    from nlpforge.tasks import HEAD_MODELS
-
-    hf_config = read_hf_config(directory)
-    source = str(directory / "config.json")
-    try:
-        tensors = load_file(directory / TORCH_INT8_FILE)
-    except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"{directory / TORCH_INT8_FILE}: cannot read the int8 weights ({error})") from None
-    head = head_from_hf(hf_config)
-    config = config_from_hf(hf_config, source)
-    if head in HEAD_MODELS:  # a task model's encoder has no pooler (BERT's is the head's dense layer)
-        model = HEAD_MODELS[head](dataclasses.replace(config, has_pooler=False))
-    else:
-        model = BertModel(dataclasses.replace(config, has_pooler=any(k.startswith("pooler.") for k in tensors)))
-    names = sorted(key.removesuffix(".weight_scale") for key in tensors if key.endswith(".weight_scale"))
-    weights = {name: _int8_weight(tensors, name) for name in names}
-    # Load every tensor through the fp32 model first (strict: an unknown or missing name is an
-    # error), the int8 weights de-quantized; then swap each Linear for its int8 module.
-    fp32 = {k: v for k, v in tensors.items() if not k.endswith((".weight_scale", ".weight_zero_point"))}
-    fp32.update({f"{name}.weight": weight.dequantize() for name, weight in weights.items()})
-    try:
-        model.load_state_dict(fp32, strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(f"{directory / TORCH_INT8_FILE}: does not fit config.json ({error})") from None
-    for name, weight in weights.items():
-        linear = model.get_submodule(name)
-        if not isinstance(linear, nn.Linear):
-            raise CheckpointError(f"{directory / TORCH_INT8_FILE}: {name} holds int8 weights but is not a Linear")
-        int8 = torch.ao.nn.quantized.dynamic.Linear(linear.in_features, linear.out_features,
-                                                    bias_=linear.bias is not None, dtype=torch.qint8)
-        int8.set_weight_bias(weight, None if linear.bias is None else linear.bias.detach().clone())
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, int8)
-    return model.eval()
+    return write_torch_int8(quantized, tokenizer, out_dir, meta)
 
 
 def half_precision_copy(
@@ -423,11 +301,10 @@ def half_precision_copy(
     config = model_config(model)
     weights = {k: v.to(dtype) for k, v in nlpforge_state_dict(model).items()}
     hf_weights = nlpforge_to_hf(weights, config, head)
-    labels = label_names(config, head, meta)
     precision = "fp16" if dtype == torch.float16 else "bf16"
 
     def write(tmp: Path) -> None:
-        hf_config = {**config_to_hf(config, head, labels), "torch_dtype": HALF_DTYPES[dtype],
+        hf_config = {**task_hf_config(config, head, meta), "torch_dtype": HALF_DTYPES[dtype],
                      "dtype": HALF_DTYPES[dtype]}
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
         save_hf_weights(hf_weights, tmp / WEIGHTS_FILE)
@@ -437,50 +314,3 @@ def half_precision_copy(
 
     return write_directory_atomically(Path(out_dir), write)
 
-
-# ------------------------------------------------------------------------------------ artifacts
-
-
-def load_artifact(
-    path: str | os.PathLike[str], dtype: torch.dtype | None = None, threads: int | None = None
-) -> tuple[nn.Module | OnnxModel, PreTrainedTokenizerBase | None, dict[str, Any]]:
-    """(model, tokenizer or None, meta) of any artifact directory, ready for inference (eval mode).
-
-    - ONNX directory (fp32 / int8-dynamic / int8-static): an ``OnnxModel`` (``threads``: intra-op
-      threads, None = onnxruntime's default of one per physical core).
-    - ``int8-torch-dynamic``: the model with dynamic int8 Linear modules rebuilt from the stored
-      int8 weights (no re-quantizing); an older artifact holding fp32 weights is quantized on loading.
-    - any other checkpoint (fp32, fp16, bf16 weights): the torch model in ``dtype``; None means
-      float32, since CPU kernels for fp16 are slow or missing; pass ``torch.bfloat16`` to compute
-      in bf16 (fast on CPUs with AVX512-BF16/AMX) or ``torch.float16`` on a GPU.
-    """
-    directory = Path(path)
-    if (directory / ONNX_FILE).is_file():
-        model = OnnxModel.load(directory, threads)
-        return model, load_tokenizer(directory), model.meta
-    if directory.is_dir() and read_meta(directory).get("precision") == TORCH_INT8:
-        if (directory / TORCH_INT8_FILE).is_file():
-            return _load_torch_quantized(directory), load_tokenizer(directory), read_meta(directory)
-        # An artifact written before int8 weights were stored holds the fp32 checkpoint.
-        checkpoint = load_checkpoint(directory)
-        return quantize_torch_dynamic(checkpoint.model), checkpoint.tokenizer, checkpoint.meta
-    checkpoint = load_checkpoint(path, dtype=dtype or torch.float32)  # also a hub name, as everywhere
-    return checkpoint.model, checkpoint.tokenizer, checkpoint.meta
-
-
-def artifact_size(path: str | os.PathLike[str]) -> int:
-    """Bytes on disk of an artifact directory (all its files: weights, config, tokenizer)."""
-    return directory_size(Path(path))
-
-
-def record_artifact_metrics(path: str | os.PathLike[str], metrics: dict[str, Any], **fields: Any) -> None:
-    """Set ``metrics`` (and ``fields``) in the artifact's nlpforge.json, replacing the file in one rename.
-
-    For a stage measured after it was written: its nlpforge.json then carries its own numbers, not
-    those of the model it was made from.
-    """
-    directory = Path(path)
-    record = {**read_meta(directory), "metrics": metrics, **fields}
-    tmp = directory / f".{META_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, directory / META_FILE)

@@ -21,17 +21,12 @@ from typing import Any
 
 import torch
 
-from nlpforge.checkpoint import directory_size, load_checkpoint, save_checkpoint
+from nlpforge.artifacts import load_artifact, record_artifact_metrics
+from nlpforge.checkpoint import load_checkpoint, save_checkpoint
 from nlpforge.compress.export import export_onnx
 from nlpforge.compress.measure import measure
 from nlpforge.compress.prune import head_importance, prune_heads, select_lowest
-from nlpforge.compress.quantize import (
-    load_artifact,
-    quantize_onnx_dynamic,
-    quantize_onnx_static,
-    record_artifact_metrics,
-    save_torch_quantized,
-)
+from nlpforge.compress.quantize import quantize_onnx_dynamic, quantize_onnx_static, save_torch_quantized
 from nlpforge.compress.report import write_report
 from nlpforge.errors import ConfigError
 from nlpforge.recipes.distill import DistillArgs, distill
@@ -162,10 +157,9 @@ def compress(args: CompressArgs) -> dict[str, Any]:
     labels = teacher.meta.get("labels")
     measured = []
     for name, path in stages:
-        model, tokenizer, meta = load_artifact(path)
-        stage_task = get_task(task.name, meta.get("task_settings"))  # each stage's own tuned settings
-        record = measure(model, tokenizer, stage_task, eval_examples, labels, args.max_length, args.data,
-                         directory_size(path))
+        artifact = load_artifact(path)  # its task carries the stage's own tuned settings
+        record = measure(artifact.model, artifact.tokenizer, artifact.task, eval_examples, labels, args.max_length,
+                         args.data, artifact.size_bytes)
         measured.append({"name": name, "path": str(path), **record})
         if path.is_relative_to(out):  # a stage written here carries its own metrics (not the teacher given)
             record_artifact_metrics(path, record["metrics"], metrics_eval=args.eval)
