@@ -31,7 +31,7 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"| {stage['throughput_batch32'] / reference['throughput_batch32']:.2f}x "
             f"| {stage['size_mb']:.1f} | {reference['size_bytes'] / stage['size_bytes']:.2f}x |"
         )
-    lines += ["", "Artifacts (each loads with `nlpforge serve` / `nlpforge.compress.quantize.load_artifact`):", ""]
+    lines += ["", "Artifacts (each loads with `nlpforge serve` / `nlpforge.artifacts.load_artifact`):", ""]
     lines += [f"- {stage['name']}: `{stage['path']}`" for stage in stages]
     return "\n".join(lines) + "\n"
 
