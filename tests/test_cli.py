@@ -125,3 +125,63 @@ def test_embed_on_a_decoder_is_a_clear_error(tmp_path: Path, monkeypatch, capsys
     code, _, err = run_cli(monkeypatch, capsys, "embed", tmp_path / "gpt", "--input", tmp_path / "in.txt",
                            "--output", tmp_path / "o.npy")
     assert code == 2 and "no 'base' head for the gpt family" in err
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "compress", "predict", "serve", "info", "embed", "convert",
+                                     "quickstart", "bench-serve"])
+def test_help_fits_80_columns_and_every_flag_has_help(command: str) -> None:
+    import click
+    import typer
+
+    from nlpforge.cli import app
+
+    group = typer.main.get_command(app)
+    cli_command = group.commands[command]
+    text = cli_command.get_help(click.Context(cli_command, info_name=command, terminal_width=80,
+                                              max_content_width=80))
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    for parameter in cli_command.params:
+        if isinstance(parameter, click.Option) and parameter.name != "help":
+            assert parameter.help, f"{command} {parameter.opts[0]} has no help text"
+
+
+@pytest.mark.parametrize(("command", "configs"), [("train", "FinetuneArgs DataOptions"),
+                                                  ("compress", "CompressArgs DataOptions")])
+def test_flags_are_generated_from_the_config_dataclasses(command: str, configs: str) -> None:
+    import dataclasses
+
+    import typer
+
+    from nlpforge.cli import app
+    from nlpforge.data.options import DataOptions
+    from nlpforge.recipes.configs import CompressArgs, FinetuneArgs
+
+    classes = {"FinetuneArgs": FinetuneArgs, "CompressArgs": CompressArgs, "DataOptions": DataOptions}
+    params = {p.name: p for p in typer.main.get_command(app).commands[command].params}
+    for name in configs.split():
+        for field in dataclasses.fields(classes[name]):
+            if field.name == "data":
+                continue
+            assert field.name in params, f"{command} has no flag for {name}.{field.name}"
+            if field.default is not dataclasses.MISSING:
+                assert params[field.name].default == field.default, field.name
+            else:
+                assert "required" in (params[field.name].help or "") or params[field.name].required, field.name
+
+
+def test_yaml_values_win_over_unset_flags_and_lose_to_given_ones(tiny_bert_dir: Path, tmp_path: Path, monkeypatch,
+                                                                capsys) -> None:
+    (tmp_path / "train.tsv").write_text("text\tlabel\n" + "a b\t0\nc d\t1\n" * 4)
+    (tmp_path / "run.yaml").write_text(f"task: classify\nmodel: {tiny_bert_dir}\ntrain: {tmp_path / 'train.tsv'}\n"
+                                       f"out: {tmp_path / 'o'}\nbatch_size: 2\nepochs: 3\n")
+    code, printed, err = run_cli(monkeypatch, capsys, "train", "--config", tmp_path / "run.yaml", "--epochs", "1")
+    assert code == 0, err
+    assert json.loads(printed)["steps"] == 4  # batch 2 from the YAML (not the flag's default 32), 1 epoch
+
+
+def test_missing_paths_fail_before_loading_a_model(tmp_path: Path, monkeypatch, capsys) -> None:
+    code, _, err = run_cli(monkeypatch, capsys, "eval", tmp_path, "--data", tmp_path / "none.tsv")
+    assert code == 2 and "none.tsv: file not found (given with --data)" in err
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--task", "classify", "--model", tmp_path / "nope",
+                           "--train", "t.tsv", "--out", tmp_path / "o")
+    assert code == 2 and "no such checkpoint directory" in err

@@ -6,21 +6,22 @@ Errors a user can cause (``NlpforgeError``) print one line on stderr and exit wi
 from __future__ import annotations
 
 import errno
+import inspect
 import json
 import os
 import socket
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
+from nlpforge.cli_options import flag_name, given, options, register
+from nlpforge.data.options import DataOptions
 from nlpforge.errors import ConfigError, InputDataError, NlpforgeError
 from nlpforge.locate import require_file, resolve_directory
-
-if TYPE_CHECKING:
-    pass
+from nlpforge.recipes.configs import CompressArgs, FinetuneArgs
 
 app = typer.Typer(
     name="nlpforge",
@@ -28,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain click help: wraps at the terminal width (80 columns when piped)
 )
 
 
@@ -108,111 +110,16 @@ def embed(
 
 
 
-def _column(value: str | None) -> str | int | None:
-    """A column given on the command line: digits select by index, anything else by header name."""
-    return int(value) if value is not None and value.isdigit() else value
+CONFIG = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+    Path | None, typer.Option(help="YAML file with any of these options (data options under 'data:'); flags "
+                                   "override it.")])
 
 
-def _articles(value: str | None) -> list[int] | None:
-    if value is None:
-        return None
-    start, _, stop = value.partition(":")
-    if not (start.isdigit() and stop.isdigit()):
-        raise ConfigError(f"--articles {value!r}: expected START:STOP, e.g. 0:38")
-    return [int(start), int(stop)]
-
-
-def _data_flags(**flags: object) -> dict[str, object]:
-    """The data-reading flags that were given (None = not given)."""
-    converted = {
-        "text_column": _column(flags["text_column"]), "text_pair_column": _column(flags["text_pair_column"]),
-        "label_column": _column(flags["label_column"]), "encoding": flags["encoding"],
-        "token_column": flags["token_column"], "tag_column": flags["tag_column"],
-        "articles": _articles(flags["articles"]), "doc_stride": flags["doc_stride"],
-        "max_answer_length": flags["max_answer_length"], "label_separator": flags.get("label_separator"),
-    }
-    return {k: v for k, v in converted.items() if v is not None}
-
-
-TextColumn = Annotated[str | None, typer.Option(help="Text column: header name or 0-based index.")]
-PairColumn = Annotated[str | None, typer.Option(help="Second text column (sentence pairs).")]
-LabelColumn = Annotated[str | None, typer.Option(help="Label column: header name or 0-based index.")]
-Encoding = Annotated[str | None, typer.Option(help="File encoding, e.g. gb18030 (default utf-8).")]
-TokenColumn = Annotated[int | None, typer.Option(help="CoNLL token column (default 0).")]
-TagColumn = Annotated[int | None, typer.Option(help="CoNLL tag column (default -1, the last).")]
-Articles = Annotated[str | None, typer.Option(help="SQuAD JSON: keep articles START:STOP, e.g. 0:38.")]
-DocStride = Annotated[int | None, typer.Option(help="span_qa: tokens of overlap between context windows "
-                                                    "(default: a third of --max-length).")]
-Track = Annotated[str | None, typer.Option(help="none, or mlflow: log parameters, metrics and the model to "
-                                              "MLflow (MLFLOW_TRACKING_URI, default ./mlruns).")]
-LabelSeparator = Annotated[str | None, typer.Option(help="multilabel TSV/CSV: the separator between the labels "
-                                                        "of one example (default |).")]
-MaxAnswer = Annotated[int | None, typer.Option(help="span_qa: longest answer in tokens (default 30; 100 for Chinese).")]
-
-
-@app.command()
-def train(
-    task: Annotated[str | None, typer.Option(help="Task: classify, tag, span_qa, multilabel (any task of the "
-                                                  "registry, tasks/__init__.py).")] = None,
-    model: Annotated[str | None, typer.Option(help="Checkpoint to start from (directory or hub name).")] = None,
-    train: Annotated[str | None, typer.Option("--train", help="Training file.")] = None,
-    eval: Annotated[str | None, typer.Option("--eval", help="Evaluation file (keeps the best checkpoint).")] = None,
-    out: Annotated[str | None, typer.Option(help="Output directory: best checkpoint, metrics.jsonl, resume/.")]
-    = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file with any of these options; flags override it.")]
-    = None,
-    epochs: Annotated[float | None, typer.Option(help="Epochs (fractions allowed). Default 3.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Examples per micro-batch (all processes). Default 32.")]
-    = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step. Default 1.")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Peak AdamW learning rate. Default 5e-5.")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="Default 0.01 (none on biases/LayerNorm).")] = None,
-    warmup_ratio: Annotated[float | None, typer.Option(help="Share of steps warming up. Default 0.1.")] = None,
-    max_grad_norm: Annotated[float | None, typer.Option(help="Gradient clipping norm. Default 1.0.")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Tokens per example. Default 128.")] = None,
-    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps (0: epoch ends).")] = None,
-    save_every: Annotated[int | None, typer.Option(help="Write resume state every N steps. Default 200.")] = None,
-    log_every: Annotated[int | None, typer.Option(help="Log to metrics.jsonl every N steps. Default 20.")] = None,
-    early_stopping: Annotated[int | None, typer.Option(help="Stop after N evaluations without gain.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed. Default 42.")] = None,
-    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 autocast.")] = None,
-    class_weights: Annotated[bool | None, typer.Option("--class-weights/--no-class-weights",
-                                                       help="Weight classes by inverse frequency.")] = None,
-    group_by_length: Annotated[bool | None, typer.Option(
-        "--group-by-length/--no-group-by-length",
-        help="Batch examples of similar length together: less padding, faster on varied lengths.")] = None,
-    resume: Annotated[bool | None, typer.Option("--resume/--no-resume", help="Continue from OUT/resume.")] = None,
-    max_train_examples: Annotated[int | None, typer.Option(help="Use only the first N examples.")] = None,
-    threads: Annotated[int | None, typer.Option(help="Torch CPU threads (0: default).")] = None,
-    track: Track = None,
-    text_column: TextColumn = None,
-    text_pair_column: PairColumn = None,
-    label_column: LabelColumn = None,
-    encoding: Encoding = None,
-    token_column: TokenColumn = None,
-    tag_column: TagColumn = None,
-    articles: Articles = None,
-    doc_stride: DocStride = None,
-    max_answer_length: MaxAnswer = None,
-    label_separator: LabelSeparator = None,
-) -> None:
+def train(config: Path | None = None, **flags: object) -> None:
     """Fine-tune a checkpoint on a labelled file; the best checkpoint goes to --out."""
-    values: dict[str, object] = {}
-    if config is not None:
-        values = _read_yaml(config)
-    flags = dict(task=task, model=model, train=train, eval=eval, out=out, epochs=epochs,
-                 batch_size=batch_size, grad_accum=grad_accum, learning_rate=learning_rate,
-                 weight_decay=weight_decay, warmup_ratio=warmup_ratio, max_grad_norm=max_grad_norm,
-                 max_length=max_length, eval_every=eval_every, save_every=save_every, log_every=log_every,
-                 early_stopping=early_stopping, seed=seed, bf16=bf16, class_weights=class_weights,
-                 group_by_length=group_by_length, resume=resume, max_train_examples=max_train_examples, threads=threads,
-                 track=track)
-    values.update({k: v for k, v in flags.items() if v is not None})
-    data = dict(values.pop("data", None) or {})
-    data.update(_data_flags(text_column=text_column, text_pair_column=text_pair_column,
-                            label_column=label_column, encoding=encoding, token_column=token_column,
-                            tag_column=tag_column, articles=articles, doc_stride=doc_stride,
-                            max_answer_length=max_answer_length, label_separator=label_separator))
+    values: dict[str, object] = _read_yaml(config) if config is not None else {}
+    data = {**(values.pop("data", None) or {}), **given(DataOptions, flags)}
+    values.update(given(FinetuneArgs, {k: v for k, v in flags.items() if k != "data"}))
     missing = [name for name in ("task", "model", "train", "out") if not values.get(name)]
     if missing:
         raise ConfigError(f"missing {', '.join('--' + m for m in missing)} (as flags or in --config)")
@@ -220,14 +127,17 @@ def train(
     for flag in ("train", "eval"):
         if values.get(flag):
             require_file(str(values[flag]), f"--{flag}")
-    from nlpforge.recipes.finetune import FinetuneArgs, finetune
+    from nlpforge.recipes.finetune import finetune
 
     try:
         args = FinetuneArgs(**values, data=data)
     except TypeError as error:
         raise ConfigError(f"{config}: {error}") from None
-    summary = finetune(args)
-    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(json.dumps(finetune(args), indent=2))
+
+
+register(app, "train", train, [CONFIG], [*options(FinetuneArgs, skip=("data",), required_note="here or in --config"),
+                                         *options(DataOptions)], train.__doc__ or "")
 
 
 def _read_yaml(path: Path) -> dict[str, object]:
@@ -244,34 +154,26 @@ def _read_yaml(path: Path) -> dict[str, object]:
     return {k.replace("-", "_"): v for k, v in values.items()}
 
 
-@app.command("eval")
-def evaluate(
-    checkpoint: Annotated[str, typer.Argument(help="Fine-tuned checkpoint directory.")],
-    data: Annotated[str, typer.Option("--data", help="Labelled file in the training file's format.")],
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    max_length: Annotated[int | None, typer.Option(help="Default: the length the model was trained with.")] = None,
-    text_column: TextColumn = None,
-    text_pair_column: PairColumn = None,
-    label_column: LabelColumn = None,
-    encoding: Encoding = None,
-    token_column: TokenColumn = None,
-    tag_column: TagColumn = None,
-    articles: Articles = None,
-    doc_stride: DocStride = None,
-    max_answer_length: MaxAnswer = None,
-    label_separator: LabelSeparator = None,
-) -> None:
-    """Evaluate a fine-tuned checkpoint on a labelled file; prints JSON metrics."""
+def evaluate(checkpoint: str, data: str, batch_size: int, max_length: int | None, **flags: object) -> None:
+    """Evaluate a fine-tuned model (any artifact) on a labelled file; prints JSON metrics."""
     resolve_directory(checkpoint)
     require_file(data, "--data")
     from nlpforge.evaluate import evaluate as evaluate_file
 
-    options = _data_flags(
-        text_column=text_column, text_pair_column=text_pair_column, label_column=label_column, encoding=encoding,
-        token_column=token_column, tag_column=tag_column, articles=articles, doc_stride=doc_stride,
-        max_answer_length=max_answer_length, label_separator=label_separator)
-    metrics = evaluate_file(checkpoint, data, batch_size, max_length, **options)
+    metrics = evaluate_file(checkpoint, data, batch_size, max_length, **given(DataOptions, flags))
     typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
+
+
+register(app, "eval", evaluate, [
+    inspect.Parameter("checkpoint", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
+        str, typer.Argument(help="Fine-tuned checkpoint, ONNX or INT8 directory.")]),
+    inspect.Parameter("data", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[
+        str, typer.Option("--data", help="Labelled file in the training file's format.")]),
+    inspect.Parameter("batch_size", inspect.Parameter.KEYWORD_ONLY, default=64, annotation=Annotated[
+        int, typer.Option(min=1, help="Examples per batch.")]),
+    inspect.Parameter("max_length", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        int | None, typer.Option(help="Tokens per example (default: the length the model was trained with).")])],
+    options(DataOptions), evaluate.__doc__ or "")
 
 
 @app.command()
@@ -365,64 +267,26 @@ def quickstart(
                "--train YOUR.tsv --eval YOUR_DEV.tsv --out my-model")
 
 
-class QuantizeMode(str, Enum):
-    int8 = "int8"
-    int8_static = "int8-static"
-    none = "none"
-
-
-@app.command()
-def compress(
-    teacher: Annotated[str, typer.Argument(help="Fine-tuned teacher checkpoint (nlpforge train).")],
-    task: Annotated[str, typer.Option(help="The teacher's task: classify, tag, span_qa, multilabel.")],
-    train: Annotated[str, typer.Option("--train", help="Training file for distillation.")],
-    eval: Annotated[str, typer.Option("--eval", help="Evaluation file: every stage is measured on it.")],
-    out: Annotated[Path, typer.Option(help="Output directory: one folder per stage + report.json/md/png.")],
-    select_eval: Annotated[str | None, typer.Option(
-        "--select-eval", help="Held-out file that picks the best student epoch (default: --eval).")] = None,
-    layers: Annotated[int, typer.Option(min=1, help="Student depth (initialised from uniformly spaced teacher "
-                                                    "layers).")] = 4,
-    prune_heads: Annotated[int, typer.Option(min=0, help="Attention heads to remove from the student.")] = 0,
-    quantize: Annotated[QuantizeMode, typer.Option(help="int8: dynamic INT8 (torch + ONNX); int8-static: "
-                                                        "ONNX with calibration; none.")] = QuantizeMode.int8,
-    epochs: Annotated[float, typer.Option(help="Distillation epochs.")] = 3.0,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    learning_rate: Annotated[float, typer.Option()] = 1e-4,
-    max_length: Annotated[int, typer.Option(min=2)] = 128,
-    temperature: Annotated[float, typer.Option(help="Softmax temperature of the soft targets.")] = 2.0,
-    alpha: Annotated[float, typer.Option(help="Weight of the soft-target loss (1 - alpha on gold labels).")] = 0.9,
-    hidden_weight: Annotated[float, typer.Option(help="Weight of hidden-state MSE (0: off).")] = 0.0,
-    attention_weight: Annotated[float, typer.Option(help="Weight of attention KL (0: off).")] = 0.0,
-    max_grad_norm: Annotated[float, typer.Option(help="Gradient clipping norm (0: no clipping).")] = 1.0,
-    max_train_examples: Annotated[int, typer.Option(help="Use only the first N training examples.")] = 0,
-    threads: Annotated[int, typer.Option(help="Torch CPU threads (0: default).")] = 0,
-    track: Track = None,
-    text_column: TextColumn = None,
-    text_pair_column: PairColumn = None,
-    label_column: LabelColumn = None,
-    encoding: Encoding = None,
-    articles: Articles = None,
-    label_separator: LabelSeparator = None,
-) -> None:
+def compress(**flags: object) -> None:
     """Distil, prune, quantize and export a fine-tuned teacher; measure every stage side by side."""
-    resolve_directory(teacher)
-    for flag, path in (("--train", train), ("--eval", eval), ("--select-eval", select_eval)):
-        if path is not None:
-            require_file(path, flag)
-    from nlpforge.recipes.compress import CompressArgs
+    values = given(CompressArgs, {k: v for k, v in flags.items() if k != "data"})
+    resolve_directory(str(values["teacher"]))
+    for name in ("train", "eval", "select_eval"):
+        if values.get(name):
+            require_file(str(values[name]), flag_name(name))
     from nlpforge.recipes.compress import compress as run_compress
 
-    data = _data_flags(text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,
-                       encoding=encoding, token_column=None, tag_column=None, articles=articles, doc_stride=None,
-                       max_answer_length=None, label_separator=label_separator)
-    report = run_compress(CompressArgs(
-        teacher=teacher, task=task, train=train, eval=eval, select_eval=select_eval, out=str(out), layers=layers,
-        prune_heads=prune_heads, quantize=quantize.value, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, max_length=max_length, temperature=temperature, alpha=alpha,
-        hidden_weight=hidden_weight, attention_weight=attention_weight, max_grad_norm=max_grad_norm,
-        max_train_examples=max_train_examples, threads=threads, track=track or "none", data=data))
+    out = Path(str(values["out"]))
+    report = run_compress(CompressArgs(**values, data=given(DataOptions, flags)))
     typer.echo((out / "report.md").read_text(encoding="utf-8"))
     typer.echo(f"report: {out / 'report.json'}, {out / 'report.png'} ({len(report['stages'])} stages)")
+
+
+register(app, "compress", compress, [
+    inspect.Parameter("teacher", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
+        str, typer.Argument(help="Fine-tuned teacher checkpoint (nlpforge train).")])],
+    [*options(CompressArgs, skip=("teacher", "data")), *options(DataOptions)], compress.__doc__ or "")
+
 
 class Backend(str, Enum):
     torch = "torch"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,49 +28,10 @@ from nlpforge.compress.prune import head_importance, prune_heads, select_lowest
 from nlpforge.compress.quantize import quantize_onnx_dynamic, quantize_onnx_static, save_torch_quantized
 from nlpforge.compress.report import write_report
 from nlpforge.errors import ConfigError
+from nlpforge.recipes.configs import CompressArgs
 from nlpforge.recipes.distill import DistillArgs, distill
-from nlpforge.tasks import DataOptions, Task, get_task
+from nlpforge.tasks import Task, get_task
 from nlpforge.tracking import Tracker, start_tracking
-
-QUANTIZE_MODES = ("int8", "int8-static", "none")
-
-
-@dataclass
-class CompressArgs:
-    teacher: str
-    task: str
-    train: str
-    eval: str
-    out: str
-    select_eval: str | None = None  # keeps the best student on this file (default: eval)
-    layers: int = 4
-    prune_heads: int = 0
-    prune_epochs: float = 1.0
-    quantize: str = "int8"  # int8 = dynamic INT8 (torch and ONNX); int8-static = ONNX with calibration
-    calibration_examples: int = 256
-    epochs: float = 3.0
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    max_length: int = 128
-    temperature: float = 2.0
-    alpha: float = 0.9
-    hidden_weight: float = 0.0
-    attention_weight: float = 0.0
-    max_grad_norm: float = 1.0  # 0 disables clipping
-    max_train_examples: int = 0
-    threads: int = 0
-    seed: int = 42
-    progress: bool = True
-    track: str = "none"  # none | mlflow: log the settings, every stage's figures and the report to MLflow
-    data: DataOptions = dataclasses.field(default_factory=DataOptions)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.data, dict):
-            self.data = DataOptions(**self.data)
-        if self.quantize not in QUANTIZE_MODES:
-            raise ConfigError(f"--quantize {self.quantize!r}: choose one of {', '.join(QUANTIZE_MODES)}")
-        if self.prune_heads < 0:
-            raise ConfigError("--prune-heads must be >= 0")
 
 
 def distill_args(args: CompressArgs, out: Path, **overrides: Any) -> DistillArgs:

@@ -33,60 +33,12 @@ from tqdm import tqdm
 
 from nlpforge.checkpoint import TRAINING_STATE, load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.errors import ConfigError
-from nlpforge.tasks import TASKS, DataOptions, Task, get_task, task_model_from_encoder
+from nlpforge.recipes.configs import FinetuneArgs
+from nlpforge.tasks import Task, get_task, task_model_from_encoder
 from nlpforge.tasks.base import split_heldout
-from nlpforge.tracking import TRACKERS, NoTracker, Tracker, start_tracking
+from nlpforge.tracking import NoTracker, Tracker, start_tracking
 
 RESUME_DIR, METRICS_FILE = TRAINING_STATE
-
-
-@dataclass
-class FinetuneArgs:
-    """Everything a fine-tuning run reads; a YAML config holds the same names."""
-
-    task: str
-    model: str
-    train: str
-    out: str
-    eval: str | None = None
-    epochs: float = 3.0
-    batch_size: int = 32  # global examples per optimizer micro-step (split across processes)
-    grad_accum: int = 1
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    max_length: int = 128
-    eval_every: int = 0  # optimizer steps; 0 = at epoch ends only
-    save_every: int = 200  # optimizer steps between resume checkpoints
-    log_every: int = 20
-    early_stopping: int = 0  # evaluations without improvement before stopping; 0 = never
-    seed: int = 42
-    bf16: bool = False
-    class_weights: bool = False
-    group_by_length: bool = False  # batch examples of similar length together (less padding, faster)
-    resume: bool = False
-    max_train_examples: int = 0  # 0 = all
-    eval_batch_size: int = 64
-    threads: int = 0  # torch CPU threads; 0 = torch's default
-    progress: bool = True
-    track: str = "none"  # none | mlflow: also log parameters, metrics and the model to MLflow
-    data: DataOptions = dataclasses.field(default_factory=DataOptions)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.data, dict):
-            self.data = DataOptions(**self.data)
-        if self.task not in TASKS:
-            raise ConfigError(f"--task {self.task!r} is not one of {', '.join(TASKS)}")
-        if self.track not in TRACKERS:
-            raise ConfigError(f"--track {self.track!r}: choose one of {', '.join(TRACKERS)}")
-        for name in ("batch_size", "grad_accum", "max_length", "save_every", "log_every", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.epochs <= 0 or self.learning_rate <= 0:
-            raise ConfigError("--epochs and --learning-rate must be > 0")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

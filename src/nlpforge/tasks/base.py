@@ -25,27 +25,11 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from nlpforge.data.collate import collate_inputs
+from nlpforge.data.options import DataOptions
 from nlpforge.errors import InputDataError
 from nlpforge.inference import forward_batches
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-@dataclass
-class DataOptions:
-    """How to read the data files (stored in nlpforge.json so that eval reads files the same way)."""
-
-    text_column: str | int = "text"
-    text_pair_column: str | int | None = None
-    label_column: str | int | None = "label"
-    encoding: str = "utf-8"
-    token_column: int = 0
-    tag_column: int = -1
-    articles: tuple[int, int] | None = None  # SQuAD JSON: keep data[start:stop]
-    doc_stride: int = 0  # span_qa: tokens of overlap between context windows; 0 = max_length // 3
-    max_answer_length: int = 0  # tokens; 0 = 100 for Chinese contexts (one token per character), else 30
-    n_best: int = 20
-    label_separator: str = "|"  # multilabel TSV/CSV: the labels of one example joined by this
 
 
 @runtime_checkable

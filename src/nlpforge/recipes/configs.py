@@ -1,0 +1,118 @@
+"""The settings of the training commands, as typed dataclasses of plain values: one default and one
+help text per setting (``nlpforge.settings.setting``). The CLI generates its flags from them, a YAML
+config (``--config``) holds the same names, and the recipes read them. No heavy imports here, so the
+CLI builds its flags without loading torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nlpforge.data.options import DataOptions
+from nlpforge.errors import ConfigError
+from nlpforge.settings import setting
+from nlpforge.tracking import TRACKERS
+
+QUANTIZE_MODES = ("int8", "int8-static", "none")
+TRACK_HELP = ("none, or mlflow: log parameters, metrics and the model to MLflow (MLFLOW_TRACKING_URI, "
+              "default ./mlruns).")
+
+
+def _check_positive(config: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}")
+
+
+def _data_options(data: DataOptions | dict) -> DataOptions:
+    return DataOptions(**data) if isinstance(data, dict) else data
+
+
+@dataclass
+class FinetuneArgs:
+    """Everything a fine-tuning run reads; a YAML config holds the same names."""
+
+    task: str = setting(help="Task: classify, tag, span_qa, multilabel (the registry, tasks/__init__.py).")
+    model: str = setting(help="Checkpoint to start from (directory or hub name).")
+    train: str = setting(help="Training file.")
+    out: str = setting(help="Output directory: best checkpoint, metrics.jsonl, resume/.")
+    eval: str | None = setting(None, "Evaluation file (keeps the best checkpoint).")
+    epochs: float = setting(3.0, "Epochs (fractions allowed).")
+    batch_size: int = setting(32, "Examples per micro-batch (all processes together).")
+    grad_accum: int = setting(1, "Micro-batches per optimizer step.")
+    learning_rate: float = setting(5e-5, "Peak AdamW learning rate.")
+    weight_decay: float = setting(0.01, "AdamW weight decay (none on biases and LayerNorm).")
+    warmup_ratio: float = setting(0.1, "Share of the steps warming the learning rate up.")
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
+    max_length: int = setting(128, "Tokens per example.")
+    eval_every: int = setting(0, "Evaluate every N optimizer steps (0: at epoch ends).")
+    save_every: int = setting(200, "Write the resume state every N optimizer steps.")
+    log_every: int = setting(20, "Log to metrics.jsonl every N optimizer steps.")
+    early_stopping: int = setting(0, "Stop after N evaluations without gain (0: never).")
+    seed: int = setting(42, "Random seed.")
+    bf16: bool = setting(False, "bfloat16 autocast.")
+    class_weights: bool = setting(False, "Weight classes by inverse frequency.")
+    group_by_length: bool = setting(False, "Batch examples of similar length together: less padding, faster "
+                                           "on varied lengths.")
+    resume: bool = setting(False, "Continue from OUT/resume.")
+    max_train_examples: int = setting(0, "Use only the first N training examples (0: all).")
+    eval_batch_size: int = setting(64, "Examples per evaluation batch.")
+    threads: int = setting(0, "Torch CPU threads (0: torch's default).")
+    progress: bool = setting(True, "Show a progress bar.")
+    track: str = setting("none", TRACK_HELP, choices=TRACKERS)
+    data: DataOptions = setting(help="How to read the data files.", factory=DataOptions)
+
+    def __post_init__(self) -> None:
+        self.data = _data_options(self.data)
+        if self.track not in TRACKERS:
+            raise ConfigError(f"--track {self.track!r}: choose one of {', '.join(TRACKERS)}")
+        _check_positive(self, ("batch_size", "grad_accum", "max_length", "save_every", "log_every",
+                               "eval_batch_size"))
+        if self.epochs <= 0 or self.learning_rate <= 0:
+            raise ConfigError("--epochs and --learning-rate must be > 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass
+class CompressArgs:
+    """Everything ``nlpforge compress`` reads: distillation, pruning, quantization, measurement."""
+
+    teacher: str = setting(help="Fine-tuned teacher checkpoint (nlpforge train).")
+    task: str = setting(help="The teacher's task: classify, tag, span_qa, multilabel.")
+    train: str = setting(help="Training file for distillation.")
+    eval: str = setting(help="Evaluation file: every stage is measured on it.")
+    out: str = setting(help="Output directory: one folder per stage + report.json/md/png.")
+    select_eval: str | None = setting(None, "Held-out file that picks the best student epoch (default: --eval).")
+    layers: int = setting(4, "Student depth (initialised from uniformly spaced teacher layers).")
+    prune_heads: int = setting(0, "Attention heads to remove from the student.")
+    prune_epochs: float = setting(1.0, "Re-distillation epochs after pruning.")
+    quantize: str = setting("int8", "int8: dynamic INT8 (torch + ONNX); int8-static: ONNX with calibration; none.",
+                            choices=QUANTIZE_MODES)
+    calibration_examples: int = setting(256, "int8-static: training examples that calibrate the activations.")
+    epochs: float = setting(3.0, "Distillation epochs.")
+    batch_size: int = setting(32, "Examples per batch.")
+    learning_rate: float = setting(1e-4, "Peak AdamW learning rate.")
+    max_length: int = setting(128, "Tokens per example.")
+    temperature: float = setting(2.0, "Softmax temperature of the soft targets.")
+    alpha: float = setting(0.9, "Weight of the soft-target loss (1 - alpha on gold labels).")
+    hidden_weight: float = setting(0.0, "Weight of hidden-state MSE (0: off).")
+    attention_weight: float = setting(0.0, "Weight of attention KL (0: off).")
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm (0: no clipping).")
+    max_train_examples: int = setting(0, "Use only the first N training examples (0: all).")
+    threads: int = setting(0, "Torch CPU threads (0: torch's default).")
+    seed: int = setting(42, "Random seed.")
+    progress: bool = setting(True, "Show progress bars.")
+    track: str = setting("none", TRACK_HELP, choices=TRACKERS)
+    data: DataOptions = setting(help="How to read the data files.", factory=DataOptions)
+
+    def __post_init__(self) -> None:
+        self.data = _data_options(self.data)
+        if self.quantize not in QUANTIZE_MODES:
+            raise ConfigError(f"--quantize {self.quantize!r}: choose one of {', '.join(QUANTIZE_MODES)}")
+        if self.track not in TRACKERS:
+            raise ConfigError(f"--track {self.track!r}: choose one of {', '.join(TRACKERS)}")
+        if self.prune_heads < 0:
+            raise ConfigError("--prune-heads must be >= 0")
+        _check_positive(self, ("layers", "batch_size", "max_length"))
+
