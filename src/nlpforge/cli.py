@@ -323,34 +323,26 @@ def serve(
     """Serve a model over HTTP: /v1/predict, /v1/embed, /health, /ready, /metrics, /docs, and a playground at /."""
     # The address is taken first and handed to uvicorn: a busy port is a one-line error at once, not
     # after seconds of imports and loading, and no other process can take it while the model loads.
-    resolve_directory(artifact)
     with _listen_socket(host, port) as listener:
+        resolve_directory(artifact)
         import contextlib
 
         import torch
         import uvicorn
 
-        from nlpforge.predictor import Predictor
-        from nlpforge.serve.app import ServeSettings, create_app
-        from nlpforge.serve.workers import ThreadWorker
+        from nlpforge.serve.app import ServeSettings, build_app
 
         port = listener.getsockname()[1]  # the one the system chose for --port 0
-        per_instance = max(1, (threads or os.cpu_count() or 1) // instances)
-        torch.set_num_threads(per_instance)
         settings = ServeSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
                                  request_timeout_s=request_timeout, max_body_bytes=max_body_bytes,
                                  max_inputs=min(max_inputs, max_queue), max_chars=max_chars, api_key=api_key)
-        backend_name = backend.value if backend else None
-        model = Predictor.load(artifact, backend_name, per_instance, max_batch_size)
-        workers = [ThreadWorker(model)] + [
-            ThreadWorker(Predictor.load(artifact, backend_name, per_instance, max_batch_size))
-            for _ in range(instances - 1)]
-        typer.echo(f"serving {artifact} (task: {model.task or 'embeddings only'}, backend: {model.backend}, "
-                   f"{instances} instance(s) x {per_instance} thread(s)) on http://{host}:{port}  "
-                   f"playground: /  docs: /docs", err=True)
+        app = build_app(artifact, settings, instances, backend.value if backend else None, threads)
+        typer.echo(f"serving {artifact} (task: {app.state.model.task or 'embeddings only'}, backend: "
+                   f"{app.state.model.backend}, {instances} instance(s) x {torch.get_num_threads()} thread(s)) on "
+                   f"http://{host}:{port}  playground: /  docs: /docs", err=True)
         # SIGTERM/SIGINT: uvicorn stops accepting, lets in-flight requests finish (up to 30 s), then the
         # app's shutdown drains the batcher.
-        config = uvicorn.Config(create_app(model, settings, workers), host=host, port=port, log_level=log_level,
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                                 timeout_graceful_shutdown=30, access_log=False)
         server = uvicorn.Server(config)
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C during the graceful shutdown

@@ -331,3 +331,18 @@ def test_a_long_input_to_a_model_with_few_positions_is_answered(classifier: Pred
     with ready_client(create_app(classifier)) as client:
         response = client.post("/v1/predict", json={"inputs": ["a " * 100]})
         assert response.status_code == 200, response.text
+
+
+def test_build_app_serves_an_artifact_with_several_instances(tiny_bert_dir) -> None:
+    from fastapi.testclient import TestClient
+
+    from nlpforge.serve import build_app
+
+    app = build_app(tiny_bert_dir, instances=2, threads=2)
+    assert len(app.state.batcher.runners) == 2
+    with TestClient(app) as client:
+        for _ in range(200):
+            if client.get("/ready").status_code == 200:
+                break
+        answer = client.post("/v1/embed", json={"inputs": ["a b", "c"]})
+        assert answer.status_code == 200 and answer.json()["dimension"] == 32

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -82,6 +83,24 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     except UnicodeEncodeError:  # an error echoing a lone surrogate it was sent: \u escapes are valid JSON
         content = json.dumps(body).encode("ascii")
     return Response(content, status, headers, media_type="application/json")
+
+
+def build_app(artifact: str | os.PathLike[str], settings: ServeSettings | None = None, instances: int = 1,
+              backend: str | None = None, threads: int = 0) -> FastAPI:
+    """An app serving ``artifact`` (any checkpoint, ONNX or INT8 directory) with ``instances`` model
+    copies, each running its own batches on ``threads // instances`` threads (0: all cores).
+
+    What ``nlpforge serve`` runs; pass the result to any ASGI server (``uvicorn.run(app)``).
+    """
+    import torch
+
+    settings = settings or ServeSettings()
+    if instances < 1:
+        raise NlpforgeError(f"instances must be >= 1, got {instances}")
+    per_instance = max(1, (threads or os.cpu_count() or 1) // instances)
+    torch.set_num_threads(per_instance)
+    models = [Predictor.load(artifact, backend, per_instance, settings.max_batch_size) for _ in range(instances)]
+    return create_app(models[0], settings, [ThreadWorker(model) for model in models])
 
 
 def create_app(model: Predictor, settings: ServeSettings | None = None,
@@ -218,7 +237,7 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
     async def page() -> HTMLResponse:
         return HTMLResponse(playground)
 
-    app.state.batcher, app.state.metrics, app.state.settings = batcher, metrics, settings
+    app.state.batcher, app.state.metrics, app.state.settings, app.state.model = batcher, metrics, settings, model
     return app
 
 
