@@ -84,6 +84,14 @@ def tiny_bert_dir(tmp_path: Path, tiny_vocab: Path) -> Path:
     return out
 
 
+def save_letter_model(directory: Path) -> Path:
+    """A tiny random BertModel with a letters-only WordPiece tokenizer (one token per letter), saved."""
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz"]
+    tiny_hf_model("BertModel").save_pretrained(directory)
+    transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}).save_pretrained(directory)
+    return directory
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared, skipping the test (with the path named) when it is absent."""
     path = SHARED.joinpath(*parts)

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import transformers
 
-from conftest import run_cli, tiny_hf_model, write_classification
+from conftest import run_cli, save_letter_model, write_classification
 from nlpforge.artifacts import load_artifact
 from nlpforge.recipes.finetune import FinetuneArgs, finetune
 
@@ -17,9 +16,7 @@ from nlpforge.recipes.finetune import FinetuneArgs, finetune
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("compress")
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz"]
-    tiny_hf_model("BertModel").save_pretrained(root / "base")
-    transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}).save_pretrained(root / "base")
+    save_letter_model(root / "base")
     write_classification(root / "train.tsv", 96, seed=0)
     write_classification(root / "dev.tsv", 40, seed=1)
     finetune(FinetuneArgs(task="classify", model=str(root / "base"), train=str(root / "train.tsv"),

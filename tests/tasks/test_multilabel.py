@@ -14,10 +14,11 @@ import transformers
 from fastapi.testclient import TestClient
 from torch.testing import assert_close
 
-from conftest import run_cli
+from conftest import run_cli, save_letter_model
 from nlpforge import Predictor
 from nlpforge.checkpoint import load_checkpoint
 from nlpforge.errors import ConfigError, InputDataError
+from nlpforge.recipes.finetune import FinetuneArgs, finetune
 from nlpforge.serve.app import create_app
 from nlpforge.tasks import TASKS, get_task
 from nlpforge.tasks.base import DataOptions
@@ -43,16 +44,10 @@ def write_multilabel(path: Path, count: int, seed: int) -> None:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import tiny_hf_model
-
     root = tmp_path_factory.mktemp("multilabel")
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz"]
-    tiny_hf_model("BertModel").save_pretrained(root / "base")
-    transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}).save_pretrained(root / "base")
+    save_letter_model(root / "base")
     write_multilabel(root / "train.jsonl", 300, seed=0)
     write_multilabel(root / "dev.jsonl", 60, seed=1)
-    from nlpforge.recipes.finetune import FinetuneArgs, finetune
-
     finetune(FinetuneArgs(task="multilabel", model=str(root / "base"), train=str(root / "train.jsonl"),
                           eval=str(root / "dev.jsonl"), out=str(root / "model"), epochs=10, batch_size=16,
                           learning_rate=3e-3, warmup_ratio=0.0, max_length=16, progress=False, seed=3,
