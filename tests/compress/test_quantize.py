@@ -129,7 +129,7 @@ def test_onnx_dynamic_int8_close_and_smaller(tmp_path: Path, tagger: TokenTagger
     assert json.loads((out / "config.json").read_text()) == json.loads((fp32_dir / "config.json").read_text())
     assert meta["quantization"]["reduce_range"] and meta["quantization"]["weight_type"] == "int8"
     worst, agree = compare(model, tagger)
-    assert worst < 0.15 and agree > 0.9, (worst, agree)  # measured 0.048 on VNNI and AVX2-only CPUs
+    assert worst < 0.15 and agree > 0.9, (worst, agree)  # measured 0.045 on VNNI and AVX2-only CPUs
     assert onnx_bytes(out) < 0.4 * onnx_bytes(fp32_dir)  # measured 0.29: int8 weights, fp32 norms and biases
 
 

@@ -1,25 +1,59 @@
 """INT8 and half-precision copies of a model (the artifact kinds and their loader: artifacts/).
 
     int8-torch-dynamic int8 Linear weights + scales (artifacts/torch_int8.py)
-    ONNX int8-dynamic  int8 weights, activations quantized per call
-    ONNX int8-static   int8 weights and calibrated activations (QDQ)
+    ONNX int8-dynamic  7-bit int8 weights, activations quantized per call
+    ONNX int8-static   7-bit int8 weights and calibrated activations (QDQ)
     fp16 / bf16        a checkpoint with half-precision weights
 
-ONNX choices, measured on all-MiniLM-L6-v2 (sentence-embedding cosine to fp32 over 128 SST-2
+INT8 that is right on every x86 CPU. onnxruntime multiplies uint8 activations by int8 weights.
+CPUs with VNNI (AVX512-VNNI, AVX-VNNI, AMX) sum the products in 32 bits; CPUs without it (AVX2
+only, and AVX-512 before Cascade Lake) use VPMADDUBSW, which adds each pair of products into a
+*saturating* 16-bit sum, and 2 * 255 * 127 = 64,770 does not fit in 32,767. With full 8-bit weights
+the same INT8 file was right on a VNNI CPU and wrong on an AVX2 one (qemu ``-cpu Haswell``, which
+onnxruntime takes for an AVX2 CPU: max |int8 - fp32| of the random tiny tagger of the tests 0.51
+of the logits' std instead of 0.046). Weights in 7 bits (``reduce_range``) keep every pair at most
+2 * 255 * 64 = 32,640, so every x86 kernel computes the same exact integer sums: the INT8 file gives
+the same logits on both CPUs (SST-2 dev: identical). A model quantized on one machine is often
+served on another, so the setting is one that is right everywhere, not one picked from the CPU
+that quantizes. Measured by benchmarks/int8_settings.py on a 4-layer E5 student (SST-2 dev, fp32
+ONNX 75.34; changed = predictions that differ from fp32 on dev / on 5,000 held-out train
+sentences; speed in CPU time of one thread on an AVX512-VNNI EPYC, fp32 ONNX 202 examples/s and
+6.1 ms):
+
+    weights                     right on AVX2   dev    changed   examples/s b32   p50 b1
+    s8 per-channel (before)     no              75.00   5 / 71       471           2.5 ms
+    s8 per-channel 7-bit        yes             74.77  17 / 97       479           2.5 ms
+    s8 per-channel 7-bit asym   yes             74.89  16 / 77       470           2.7 ms   <- chosen
+    u8 per-channel              yes             74.89   6 / 86       252           4.5 ms
+    optimum avx2 (u8, all ops)  yes             75.34  12 / 98       261           4.2 ms
+
+- uint8 weights never saturate either (the u8 x u8 kernels widen to 16 bits before multiplying)
+  and keep 8 bits, but onnxruntime has no VNNI or AMX kernel for them: they ran at half the speed
+  of int8 weights, barely faster than fp32. 7-bit int8 weights keep the fast kernels everywhere.
+- Asymmetric 7-bit weights (each channel's min..max, a zero point per channel) changed 77 instead
+  of 97 of the 5,000 held-out predictions at the same speed. Dev accuracy retained: 99.40% (one
+  sentence short of 99.5%; 872 sentences tell settings a few predictions apart poorly), 99.73% on
+  the held-out sentences. Keeping the FFN output projections in fp32 retained 100% of dev but cost
+  30% of the speed.
+- onnxruntime's ``session.x64quantprecision`` option converts int8 weights to uint8 when it loads
+  a model on a CPU without VNNI: it makes full 8-bit files right there too (measured), but only in
+  sessions that set it; an INT8 file from here must be right in any runtime.
+
+Other ONNX choices, measured on all-MiniLM-L6-v2 (sentence-embedding cosine to fp32 over 128 SST-2
 sentences; model 90 MB in fp32) and on tiny random models:
 
 - Dynamic: ``quantize_dynamic`` with int8 weights **per output channel** (per-tensor scales drop
-  the mean cosine from 0.992 to 0.957) over MatMul (constant B only: the attention score products
-  stay float) and Gather (the embeddings); activations are uint8, quantized per call. No
-  ``reduce_range`` (7-bit weights, meant for CPUs without VNNI): it cost accuracy here.
-  MiniLM: 22.9 MB, cosine mean 0.992 / min 0.985.
-- Static: QDQ format, int8 per-channel weights, **uint8 asymmetric activations** (the U8S8 kernels
-  are the fast path on x86; int8 activations ran no faster than fp32 there), **Percentile**
-  calibration (99.999th: MinMax lets rare outliers stretch the scales). Quantizing every MatMul's
-  input fails on one place: the input of each FFN output projection (``ffn.down``, after GELU) has
-  a range no single scale covers (mean cosine 0.93 with it, 0.989 without); those MatMuls get int8
-  weights with per-call activation quantization instead (a dynamic pass over just them).
-  MiniLM: 22.9 MB, cosine mean 0.985 / min 0.973.
+  the mean cosine from 0.992 to 0.957, and on the student above changed 22 dev predictions instead
+  of 5) over MatMul (constant B only: the attention score products stay float) and Gather (the
+  embeddings, stored as uint8, which no MatMul multiplies); activations are uint8, quantized per call.
+- Static: QDQ format, 7-bit symmetric int8 per-channel weights (as above: the tiny tagger measured
+  0.43 on the AVX2 CPU with 8-bit weights, 0.097 on both with 7), **uint8 asymmetric activations**
+  (the U8S8 kernels are the fast path on x86; int8 activations ran no faster than fp32 there),
+  **Percentile** calibration (99.999th: MinMax lets rare outliers stretch the scales). Quantizing
+  every MatMul's input fails on one place: the input of each FFN output projection (``ffn.down``,
+  after GELU) has a range no single scale covers (mean cosine 0.93 with it, 0.989 without); those
+  MatMuls get int8 weights with per-call activation quantization instead (a dynamic pass over just
+  them). MiniLM (8-bit weights): 22.9 MB, cosine mean 0.985 / min 0.973.
 - ``quant_pre_process`` (symbolic shape inference + graph clean-up), as onnxruntime recommends,
   runs before static quantization only. Before dynamic quantization it cost speed and bought
   nothing: the same int8 weights ran at 693 instead of 820 examples/s at batch 32 (4-layer E5
@@ -28,9 +62,11 @@ sentences; model 90 MB in fp32) and on tiny random models:
 
 Torch: ``torch.ao.quantization.quantize_dynamic`` over ``nn.Linear`` with int8 weights **per output
 channel** (``per_channel_dynamic_qconfig``; the per-tensor default gives cosine 0.934 on MiniLM, per
-channel 0.972; torch's kernels quantize activations to 7 bits, hence below onnxruntime's 0.992).
-Embeddings stay fp32. The artifact stores the int8 values, scales and zero points of each Linear
-(torch's packed modules have no safetensors form) and loading rebuilds the modules from them.
+channel 0.972). Its kernels quantize activations to 7 bits (``reduce_range``), the same overflow
+guard from the other side: its test bounds hold under qemu ``-cpu Haswell`` too. Embeddings stay
+fp32. The artifact stores the int8 values, scales and zero points of each Linear (torch's packed
+modules have no safetensors form) and loading rebuilds the modules from them, bit for bit the
+model that was saved; transformers cannot load it (artifacts/torch_int8.py).
 
 Speed (one informal run on 2 cores; benchmarks/ owns the numbers): int8-dynamic ran about 1.8x
 faster than onnxruntime fp32 and int8-static about 1.2x, so prefer int8-dynamic on CPUs; the static
@@ -77,7 +113,9 @@ HALF_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
 STATIC_EXCLUDED = ("/ffn/down/",)
 # onnxruntime INT8 weights (module doc: why, and what each alternative measured): int8 per output
 # channel in 7 bits, so that uint8 x int8 products never overflow the 16-bit sums of the x86
-# kernels used on CPUs without VNNI (2 * 255 * 64 = 32,640 <= 32,767). Recorded in nlpforge.json.
+# kernels used on CPUs without VNNI (2 * 255 * 64 = 32,640 <= 32,767); dynamic quantization spans
+# each channel's min..max (a zero point per channel), static keeps symmetric weights (QDQ
+# consumers expect them). Recorded in nlpforge.json.
 ONNX_WEIGHTS = {"weight_type": "int8", "per_channel": True, "reduce_range": True}
 
 
@@ -128,7 +166,7 @@ def _settings(**fields: Any) -> dict[str, Any]:
 
 
 def quantize_onnx_dynamic(src_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
-    """An ``int8-dynamic`` copy of an fp32 ONNX directory (7-bit int8 per-channel weights; see the module doc).
+    """An ``int8-dynamic`` copy of an fp32 ONNX directory (7-bit int8 weights per channel; see the module doc).
 
     nlpforge.json records the settings under ``quantization``.
     """
@@ -142,9 +180,10 @@ def quantize_onnx_dynamic(src_dir: str | os.PathLike[str], out_dir: str | os.Pat
         with _quiet():
             quantize_dynamic(str(src_dir / ONNX_FILE), str(tmp / ONNX_FILE), weight_type=QuantType.QInt8,
                              per_channel=ONNX_WEIGHTS["per_channel"], reduce_range=ONNX_WEIGHTS["reduce_range"],
-                             op_types_to_quantize=op_types)
+                             op_types_to_quantize=op_types, extra_options={"WeightSymmetric": False})
         _copy_side_files(src_dir, tmp, "int8-dynamic",
-                         quantization=_settings(activations="uint8, quantized per call", op_types=op_types))
+                         quantization=_settings(weight_symmetric=False, activations="uint8, quantized per call",
+                                                op_types=op_types))
 
     return write_directory_atomically(Path(out_dir), write)
 
@@ -242,7 +281,8 @@ def quantize_onnx_static(
                 else:
                     shutil.copy2(static, tmp / ONNX_FILE)
         _copy_side_files(src_dir, tmp, "int8-static", calibration_batches=len(calibration),
-                         quantization=_settings(activations="uint8, calibrated (Percentile 99.999); "
+                         quantization=_settings(weight_symmetric=True,
+                                                activations="uint8, calibrated (Percentile 99.999); "
                                                 "FFN output projections quantized per call",
                                                 format="QDQ", op_types=["MatMul", "Gemm", "Gather"]))
 
