@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlpforge.errors import ConfigError
+from nlpforge.tasks import encoder_of
 
 
 def soft_targets(teacher_logits: Sequence[torch.Tensor], temperature: float) -> torch.Tensor:
@@ -94,13 +95,13 @@ def uniform_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
 def student_from_teacher(teacher: nn.Module, layers: Sequence[int]) -> nn.Module:
     """A copy of ``teacher`` (task model or encoder) keeping only the given 1-based encoder layers,
     in order; embeddings and head are copied too (as in DistilBERT / TextBrewer's initialisation)."""
-    encoder = getattr(teacher, "encoder", teacher)
+    encoder = encoder_of(teacher)
     depth = len(encoder.layers)
     bad = [i for i in layers if not 1 <= i <= depth]
     if bad or not layers:
         raise ConfigError(f"layer map {list(layers)} out of range: the teacher has layers 1..{depth}")
     student = copy.deepcopy(teacher)
-    student_encoder = getattr(student, "encoder", student)
+    student_encoder = encoder_of(student)
     student_encoder.layers = nn.ModuleList(copy.deepcopy(encoder.layers[i - 1]) for i in layers)
     old = encoder.config
     kept = [i - 1 for i in layers]

@@ -42,7 +42,8 @@ from torch.utils.hooks import RemovableHandle
 
 from nlpforge.config import ModelConfig
 from nlpforge.errors import ConfigError
-from nlpforge.models.bert import BertModel, EncoderLayer
+from nlpforge.models.bert import EncoderLayer
+from nlpforge.tasks import encoder_of
 
 # loss_fn(model, batch, head_mask) -> scalar loss. head_mask is a list with one (A_layer,) gate per
 # layer (None from ffn_importance); pass it on to the encoder as ``head_mask=``.
@@ -65,17 +66,6 @@ def model_loss(
 
 
 # ------------------------------------------------------------------------------------- the model
-def encoder_of(model: nn.Module) -> BertModel:
-    """The ``BertModel`` that surgery acts on: the model itself or its ``.encoder``."""
-    if isinstance(model, BertModel):
-        return model
-    encoder = getattr(model, "encoder", None)
-    if isinstance(encoder, BertModel):
-        return encoder
-    raise ConfigError(f"pruning works on encoder-family models (a BertModel or a model with one as "
-                      f".encoder); got {type(model).__name__}")
-
-
 def _configs(model: nn.Module) -> list[ModelConfig]:
     """``model.config`` and ``model.encoder.config``, each object once."""
     found: list[ModelConfig] = []

@@ -46,7 +46,7 @@ def encoder_of(model: Any) -> BertModel:
     encoder = model if isinstance(model, BertModel) else getattr(model, "encoder", None)
     if not isinstance(encoder, BertModel):
         raise ConfigError(f"{type(model).__name__} holds no encoder-family model (a BertModel, or a task model "
-                          "with one as .encoder)")
+                          "with one as .encoder); this works on encoder-family models only")
     return encoder
 
 
