@@ -176,18 +176,19 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
             raise ClientError(504, f"no result within {settings.request_timeout_s:g} s; the server is overloaded",
                               None) from None
 
-    request_schema = {
-        "type": "object", "required": ["inputs"], "additionalProperties": False,
-        "properties": {"inputs": {
-            "type": "array", "minItems": 1, "maxItems": settings.max_inputs,
-            "description": "classify: strings or {text, text_pair}; tag: strings or {text}; "
-                           "span_qa: {question, context}; embed: strings",
-            "items": {"anyOf": [{"type": "string"}, {"type": "object"}]}}},
-        "example": {"inputs": ["a gorgeous, witty film"]},
-    }
-    body_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": request_schema}}}}
+    def body_doc(item_schema: dict[str, Any], example: Any) -> dict[str, Any]:
+        """The OpenAPI request body: ``{"inputs": [item, ...]}``, items as the task's input schema says."""
+        schema = {"type": "object", "required": ["inputs"], "additionalProperties": False,
+                  "properties": {"inputs": {"type": "array", "minItems": 1, "maxItems": settings.max_inputs,
+                                            "items": item_schema}},
+                  "example": {"inputs": [example]}}
+        return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
-    @app.post(f"/{API_VERSION}/predict", dependencies=[Depends(authorized)], openapi_extra=body_doc,
+    task = model.task_spec
+    predict_doc = body_doc(task.input_schema, task.warmup_input) if task else body_doc({"type": "string"}, "text")
+    embed_doc = body_doc({"type": "string"}, "a gorgeous, witty film")
+
+    @app.post(f"/{API_VERSION}/predict", dependencies=[Depends(authorized)], openapi_extra=predict_doc,
               summary="Predict: labels + scores, entities with offsets, or answer + score + offsets")
     async def predict(request: Request) -> Response:
         if model.task is None:
@@ -198,7 +199,7 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
         outputs = await run("predict", parsed)
         return _json({"outputs": outputs, "latency_ms": round(1000 * (time.perf_counter() - start), 2)})
 
-    @app.post(f"/{API_VERSION}/embed", dependencies=[Depends(authorized)], openapi_extra=body_doc,
+    @app.post(f"/{API_VERSION}/embed", dependencies=[Depends(authorized)], openapi_extra=embed_doc,
               summary="Sentence embeddings (mean pooling of the encoder's last hidden states)")
     async def embed(request: Request) -> Response:
         if model.encoder is None:
@@ -224,6 +225,7 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
     @app.get("/ready", summary="Ready: the model is loaded and warmed up")
     async def ready() -> Response:
         body = {"ready": state["ready"], "task": model.task, "labels": model.labels,
+                "input_schema": task.input_schema if task else {"type": "string"},
                 "auth": settings.api_key is not None, "queue_depth": batcher.queue_depth}
         return _json(body, 200 if state["ready"] else 503)
 
