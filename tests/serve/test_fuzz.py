@@ -122,7 +122,7 @@ def test_every_operation_of_the_openapi_schema(client: TestClient) -> None:
         ("/ready", "GET"), ("/metrics", "GET"), ("/", "GET")}
     seen: dict[int, int] = {}
 
-    @fuzz_settings(250)
+    @fuzz_settings(300)
     @given(st.sampled_from(operations).flatmap(request_for))
     def check(request: dict) -> None:
         body = request["json"]
@@ -187,7 +187,7 @@ raw_bodies = st.one_of(
 def test_raw_bodies(client: TestClient) -> None:
     seen: dict[int, int] = {}
 
-    @fuzz_settings(400)
+    @fuzz_settings(500)
     @given(st.sampled_from(["/v1/predict", "/v1/embed"]), raw_bodies)
     def check(path: str, body: bytes) -> None:
         response = client.post(path, content=body, headers={**AUTH, "Content-Type": "application/json"})
@@ -230,7 +230,7 @@ chains = st.recursive(st.none() | tricky_texts | st.integers(),
                       | st.dictionaries(tricky_texts, inner, min_size=1, max_size=3), max_leaves=60)
 
 
-@fuzz_settings(300)
+@fuzz_settings(200)
 @given(chains, st.integers(1, 40), st.booleans())
 def test_nesting_scan_agrees_with_the_decoder(value: Any, limit: int, ascii_only: bool) -> None:
     text = json.dumps(value, ensure_ascii=ascii_only)
