@@ -95,7 +95,9 @@ class Predictor:
 
     @property
     def max_length(self) -> int:
-        return int(self.meta.get("max_length", 128))
+        """Tokens per input: as trained (nlpforge.json), else 128; never past the model's positions."""
+        config = self.model.config
+        return min(int(self.meta.get("max_length", 128)), config.max_positions - config.position_offset)
 
     @property
     def encoder(self) -> nn.Module | OnnxModel | None:
@@ -115,7 +117,10 @@ class Predictor:
 
     def parse(self, record: Any, where: str) -> Any:
         """One raw input (a string or a JSON object) -> the task's input; InputDataError names ``where``."""
-        return self._task().parse_input(record, where)
+        task = self._task()
+        parsed = task.parse_input(record, where)
+        task.check_input(parsed, self.tokenizer, self.max_length, DataOptions(**(self.meta.get("data") or {})), where)
+        return parsed
 
     def predict_parsed(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
         """Predictions for inputs already checked by ``parse``, in order (batched by length)."""

@@ -315,18 +315,12 @@ def _long_question_reader(tmp_path: Path, vocab: Path) -> Predictor:
     return Predictor.load(out)
 
 
-@pytest.mark.xfail(strict=True, reason="span_qa does not check that a question leaves the context room in "
-                   "max_length (tasks/span_qa.py): the tokenizer panics and the request gets 500. Once it "
-                   "answers 4xx, drop this marker.")
 def test_a_question_too_long_for_the_window_is_a_4xx(tmp_path: Path, tiny_vocab: Path) -> None:
     with ready_client(create_app(_long_question_reader(tmp_path, tiny_vocab))) as client:
         response = client.post("/v1/predict", json={"inputs": [{"question": "a " * 40, "context": "b c d " * 30}]})
         assert 400 <= response.status_code < 500 and response.json()["field"].startswith("inputs[0]"), response.text
 
 
-@pytest.mark.xfail(strict=True, reason="Predictor.max_length defaults to 128 without nlpforge.json, past a model's "
-                   "max_position_embeddings (64 here): a long input raises IndexError in the position embeddings "
-                   "and gets 500. Once inputs are cut at the model's positions, drop this marker.")
 def test_a_long_input_to_a_model_with_few_positions_is_answered(classifier: Predictor) -> None:
     with ready_client(create_app(classifier)) as client:
         response = client.post("/v1/predict", json={"inputs": ["a " * 100]})

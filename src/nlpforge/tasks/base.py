@@ -66,6 +66,8 @@ class Task(Protocol):
     def evaluate(self, model: Any, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Any],
                  labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> dict[str, Any]: ...
     def parse_input(self, record: Any, where: str) -> Any: ...
+    def check_input(self, parsed: Any, tokenizer: PreTrainedTokenizerBase, max_length: int, data: DataOptions,
+                    where: str) -> None: ...
     def predict(self, model: Any, tokenizer: PreTrainedTokenizerBase, inputs: Sequence[Any],
                 labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> list[dict]: ...
 
@@ -103,6 +105,12 @@ class EncoderTask:
     def tune(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, heldout: Sequence[Any],
              labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> EncoderTask:
         return self
+
+    def check_input(self, parsed: Any, tokenizer: PreTrainedTokenizerBase, max_length: int, data: DataOptions,
+                    where: str) -> None:
+        """Reject a parsed input the model cannot take (InputDataError naming ``where``); texts that are
+        merely long are truncated, so most tasks accept every input."""
+        return None
 
     def graph_outputs(self, output: Any) -> tuple[torch.Tensor, ...]:
         return tuple(getattr(output, name) for name in self.output_names)

@@ -28,7 +28,7 @@ from transformers import PreTrainedTokenizerBase
 from nlpforge.config import ModelConfig
 from nlpforge.data.examples import QAExample
 from nlpforge.data.squad import read_squad
-from nlpforge.errors import ConfigError
+from nlpforge.errors import ConfigError, InputDataError
 from nlpforge.inference import forward_batches
 from nlpforge.models.outputs import SpanOutput
 from nlpforge.tasks.base import DataOptions, EncoderTask, text_record
@@ -437,6 +437,15 @@ class SpanQATask(EncoderTask):
     def parse_input(self, record: Any, where: str) -> QAExample:
         values = text_record(record, where, ("question", "context"), bare=False)
         return QAExample("", values["question"], values["context"], [])
+
+    def check_input(self, parsed: QAExample, tokenizer: PreTrainedTokenizerBase, max_length: int,
+                    data: DataOptions, where: str) -> None:
+        """The question must leave room in a window for the context and its overlap with the next one."""
+        room = max_length - doc_stride(data, max_length) - 3  # [CLS] question [SEP] context [SEP]
+        tokens = len(tokenizer(parsed.question.lstrip(), add_special_tokens=False)["input_ids"])
+        if tokens >= room:
+            raise InputDataError(f"{where}.question: {tokens} tokens; a question may take at most {room - 1} of "
+                                 f"the model's {max_length}-token window (the rest holds the context); shorten it")
 
     def predict(self, model: Any, tokenizer: PreTrainedTokenizerBase, inputs: Sequence[QAExample],
                 labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> list[dict]:
