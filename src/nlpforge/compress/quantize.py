@@ -11,30 +11,35 @@ only, and AVX-512 before Cascade Lake) use VPMADDUBSW, which adds each pair of p
 *saturating* 16-bit sum, and 2 * 255 * 127 = 64,770 does not fit in 32,767. With full 8-bit weights
 the same INT8 file was right on a VNNI CPU and wrong on an AVX2 one (qemu ``-cpu Haswell``, which
 onnxruntime takes for an AVX2 CPU: max |int8 - fp32| of the random tiny tagger of the tests 0.51
-of the logits' std instead of 0.046). Weights in 7 bits (``reduce_range``) keep every pair at most
-2 * 255 * 64 = 32,640, so every x86 kernel computes the same exact integer sums: the INT8 file gives
-the same logits on both CPUs (SST-2 dev: identical). A model quantized on one machine is often
+of the logits' std instead of 0.046; the SST-2 student below: 5 of 872 dev predictions changed,
+logits moved by up to 0.29). Weights in 7 bits (``reduce_range``) keep every pair at most
+2 * 255 * 64 = 32,640, so every x86 kernel computes the same exact integer sums: the tiny models
+give the same errors on both CPUs, and the student the same dev predictions (logits within 0.047:
+the fp32 parts run on other kernels there). A model quantized on one machine is often
 served on another, so the setting is one that is right everywhere, not one picked from the CPU
 that quantizes. Measured by benchmarks/int8_settings.py on a 4-layer E5 student (SST-2 dev, fp32
 ONNX 75.34; changed = predictions that differ from fp32 on dev / on 5,000 held-out train
-sentences; speed in CPU time of one thread on an AVX512-VNNI EPYC, fp32 ONNX 202 examples/s and
-6.1 ms):
+sentences; speed in CPU time of one thread on an AVX512-VNNI EPYC, which other processes on a
+shared machine do not skew; fp32 ONNX 193 examples/s and 6.2 ms):
 
     weights                     right on AVX2   dev    changed   examples/s b32   p50 b1
-    s8 per-channel (before)     no              75.00   5 / 71       471           2.5 ms
-    s8 per-channel 7-bit        yes             74.77  17 / 97       479           2.5 ms
-    s8 per-channel 7-bit asym   yes             74.89  16 / 77       470           2.7 ms   <- chosen
-    u8 per-channel              yes             74.89   6 / 86       252           4.5 ms
-    optimum avx2 (u8, all ops)  yes             75.34  12 / 98       261           4.2 ms
+    s8 per-channel (before)     no              75.00   5 / 71       479           2.5 ms
+    s8 per-tensor               no              74.89  22 / 116      486           2.5 ms
+    s8 per-channel 7-bit        yes             74.77  17 / 97       480           2.3 ms
+    s8 per-channel 7-bit asym   yes             74.89  16 / 77       489           2.4 ms   <- chosen
+    u8 per-channel              yes             74.89   6 / 86       276           3.7 ms
+    optimum avx2 (u8, all ops)  yes             75.34  12 / 98       258           4.4 ms
 
 - uint8 weights never saturate either (the u8 x u8 kernels widen to 16 bits before multiplying)
-  and keep 8 bits, but onnxruntime has no VNNI or AMX kernel for them: they ran at half the speed
-  of int8 weights, barely faster than fp32. 7-bit int8 weights keep the fast kernels everywhere.
+  and keep 8 bits, but onnxruntime has no VNNI or AMX kernel for them: they ran at 0.56x the speed
+  of int8 weights (+54% latency), not far above fp32. 7-bit int8 weights keep the fast kernels on
+  every CPU (VNNI, AMX, and VPMADDUBSW on AVX2).
 - Asymmetric 7-bit weights (each channel's min..max, a zero point per channel) changed 77 instead
-  of 97 of the 5,000 held-out predictions at the same speed. Dev accuracy retained: 99.40% (one
-  sentence short of 99.5%; 872 sentences tell settings a few predictions apart poorly), 99.73% on
-  the held-out sentences. Keeping the FFN output projections in fp32 retained 100% of dev but cost
-  30% of the speed.
+  of 97 of the 5,000 held-out predictions at the same speed. Accuracy retained: 99.40% of dev (one
+  sentence short of 99.5%; 872 sentences tell settings a few predictions apart poorly: the 8-bit
+  settings scored 74.89-75.34 with 5-12 changes), 99.73% of the held-out sentences. Keeping the
+  FFN output projections in fp32 retained 100% of dev but cost 30% of the speed (a side run: 328
+  examples/s).
 - onnxruntime's ``session.x64quantprecision`` option converts int8 weights to uint8 when it loads
   a model on a CPU without VNNI: it makes full 8-bit files right there too (measured), but only in
   sessions that set it; an INT8 file from here must be right in any runtime.
