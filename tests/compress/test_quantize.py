@@ -308,3 +308,21 @@ def test_record_artifact_metrics_replaces_only_the_metrics(tmp_path: Path, fp32_
     after = json.loads((out / "nlpforge.json").read_text())
     assert after == {**before, "metrics": {"f1": 0.5}, "metrics_eval": "dev.tsv"}
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in fp32_dir.iterdir())  # no temp left
+
+
+def test_legacy_8bit_int8_artifacts_get_exact_kernels(tmp_path: Path, fp32_dir: Path) -> None:
+    """An INT8 file written before weights were capped at 7 bits (no reduce_range recorded) is opened with
+    onnxruntime's exact kernels, so it stays right on CPUs without VNNI; a current one needs none."""
+    current = quantize_onnx_dynamic(fp32_dir, tmp_path / "int8")
+    def exact_kernels(directory: Path) -> bool:
+        options = load_artifact(directory).model.session.get_session_options()
+        try:
+            return options.get_session_config_entry("session.x64quantprecision") == "1"
+        except RuntimeError:  # onnxruntime: no such entry was set
+            return False
+
+    assert not exact_kernels(current)
+    meta = json.loads((current / "nlpforge.json").read_text())
+    meta.pop("quantization")
+    (current / "nlpforge.json").write_text(json.dumps(meta))
+    assert exact_kernels(current)

@@ -65,11 +65,17 @@ class OnnxModel:
         options.inter_op_num_threads = 1
         if threads is not None:
             options.intra_op_num_threads = threads
+        meta = read_meta(directory)
+        if str(meta.get("precision", "fp32")).startswith("int8") and \
+                not (meta.get("quantization") or {}).get("reduce_range"):
+            # An INT8 file with full 8-bit weights (written before weights were capped at 7 bits,
+            # compress/quantize.py): its uint8 x int8 sums saturate 16 bits on CPUs without VNNI
+            # unless onnxruntime is asked for the exact (slower) kernels.
+            options.add_session_config_entry("session.x64quantprecision", "1")
         try:
             session = ort.InferenceSession(str(directory / ONNX_FILE), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types for a bad file
             raise CheckpointError(f"{directory / ONNX_FILE}: onnxruntime cannot load it ({error})") from None
-        meta = read_meta(directory)
         if "labels" not in meta and head in LABELLED_HEADS and isinstance(hf.get("id2label"), dict):
             meta["labels"] = [hf["id2label"][str(i)] for i in range(len(hf["id2label"]))]
         return cls(session, config, task_of(meta, head), directory, meta)
