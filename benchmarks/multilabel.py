@@ -47,16 +47,19 @@ DATASETS = {
     "conll": dict(model=MINILM, language="en", train=["conll2003/train.txt"], report="conll2003/valid.txt"),
 }
 COMMON = dict(batch_size=32, weight_decay=0.01, warmup_ratio=0.1, max_grad_norm=1.0, seed=42, group_by_length=True)
-# Model settings per dataset, chosen before looking at any report-split figure; a later entry is a
-# further setting tried when an earlier one did not beat the baseline (all runs are reported).
+# Model settings per dataset; the first is the one chosen up front. A later entry is a further
+# setting tried after an earlier one lost to the baseline (every run is reported):
+# - duie e3_lr5e-5: at lr 1e-4 the training loss of E5 settled at about 0.107, the loss of
+#   predicting each label's prior (the per-label Bernoulli entropy), from step ~400 on; E5's
+#   single-label fine-tunes in finetune_tasks.py also use 5e-5 (AFQMC stayed on the majority class
+#   at 1e-4).
 RUNS = {
     "duie": {
         "e3_lr1e-4": dict(epochs=3, learning_rate=1e-4, max_length=128),
-        "e5_lr1e-4_cw": dict(epochs=5, learning_rate=1e-4, max_length=128, class_weights=True),
+        "e3_lr5e-5": dict(epochs=3, learning_rate=5e-5, max_length=128),
     },
     "conll": {
         "e3_lr1e-4": dict(epochs=3, learning_rate=1e-4, max_length=64),
-        "e3_lr1e-4_cw": dict(epochs=3, learning_rate=1e-4, max_length=64, class_weights=True),
     },
 }
 BASELINE_C = (1.0, 10.0, 100.0, 1000.0)
