@@ -26,8 +26,10 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def _cli_type(annotation: Any) -> type:
+def _cli_type(annotation: Any) -> Any:
     """The type the flag takes on the command line: bool, int, float, or str (columns, ranges, paths)."""
+    if typing.get_origin(annotation) is list:
+        return list[str]  # a repeatable flag
     args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
     if len(args) == 1 and args[0] in _SCALARS:
         return args[0]

@@ -169,6 +169,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                            num_heads=12, intermediate_size=1536),
     "bert-4l-h312": dict(model_type="bert", vocab_size=30522, hidden_size=312, num_layers=4,
                          num_heads=12, intermediate_size=1200),
+    # small models to pre-train from scratch (vocab_size, pad/bos/eos come from the tokenizer)
+    "bert-6l-h256": dict(model_type="bert", vocab_size=30522, hidden_size=256, num_layers=6, num_heads=4,
+                         intermediate_size=1024),
+    "gpt-6l-h256": dict(model_type="gpt2", vocab_size=50257, hidden_size=256, num_layers=6, num_heads=4,
+                        intermediate_size=1024, max_positions=512, type_vocab_size=0, layer_norm_eps=1e-5,
+                        hidden_act="gelu_new", pad_token_id=None),
     "gpt2": dict(model_type="gpt2", vocab_size=50257, hidden_size=768, num_layers=12, num_heads=12,
                  intermediate_size=3072, max_positions=1024, type_vocab_size=0, layer_norm_eps=1e-5,
                  hidden_act="gelu_new", pad_token_id=None, bos_token_id=50256, eos_token_id=50256),

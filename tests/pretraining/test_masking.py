@@ -29,7 +29,7 @@ def words_of(starts: torch.Tensor, maskable: torch.Tensor) -> list[list[tuple[in
 
 
 def test_token_selection_rate_and_never_special() -> None:
-    ids, maskable, _ = sample_rows()
+    _, maskable, _ = sample_rows()
     selected = masking.select_tokens(maskable, 0.15, torch.Generator().manual_seed(1))
     assert not selected[~maskable].any()
     rate = selected.sum().item() / maskable.sum().item()
@@ -37,7 +37,7 @@ def test_token_selection_rate_and_never_special() -> None:
 
 
 def test_corruption_is_80_10_10_and_labels_only_at_selected() -> None:
-    ids, maskable, _ = sample_rows()
+    _, maskable, _ = sample_rows()
     g = torch.Generator().manual_seed(2)
     selected = masking.select_tokens(maskable, 0.5, g)
     replaceable = torch.ones(1000, dtype=torch.bool)
@@ -54,7 +54,7 @@ def test_corruption_is_80_10_10_and_labels_only_at_selected() -> None:
 
 
 def test_whole_words_are_never_split_and_cover_the_rate() -> None:
-    ids, maskable, starts = sample_rows(3)
+    _, maskable, starts = sample_rows(3)
     selected = masking.select_whole_words(starts, maskable, 0.15, torch.Generator().manual_seed(4))
     assert not selected[~maskable].any()
     for row, words in enumerate(words_of(starts, maskable)):

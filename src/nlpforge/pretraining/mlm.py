@@ -34,6 +34,7 @@ from nlpforge.pretraining.objective import (
     masked_lm_from,
     special_ids,
     token_scores,
+    unwrap,
 )
 from nlpforge.pretraining.words import WordStarts
 
@@ -104,6 +105,6 @@ class MaskedLMObjective:
         return {}
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Scores]:
-        hidden = model.lm.encoder(batch["input_ids"], batch["attention_mask"]).last_hidden_state  # (B, T, H)
-        logits, targets = model.masked_logits(hidden, batch["labels"])  # (N, V), (N,)
+        hidden = model(batch["input_ids"], batch["attention_mask"])  # (B, T, H)
+        logits, targets = unwrap(model).masked_logits(hidden, batch["labels"])  # (N, V), (N,)
         return token_scores(logits, targets)

@@ -159,11 +159,22 @@ class MaskedLMModel(nn.Module):
         self.lm = lm
         self.extra = nn.ModuleDict(extra or {})
 
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) ids -> (B, T, H) last hidden states (the heads are applied by the objective)."""
+        return self.lm.encoder(input_ids, attention_mask, token_type_ids).last_hidden_state
+
     def masked_logits(self, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, H) states, (B, T) labels -> ((N, V) logits, (N,) targets) at labels != -100."""
         scored = labels != -100
         logits = self.lm.mlm(hidden[scored], self.lm.encoder.embeddings.word.weight)
         return logits, labels[scored]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (the model itself otherwise). Objectives run
+    the wrapper's forward (so DDP syncs gradients) and read the heads from the model inside."""
+    return getattr(model, "module", model)
 
 
 def masked_lm_from(model: nn.Module) -> BertForMaskedLM:

@@ -40,6 +40,7 @@ from nlpforge.pretraining.objective import (
     masked_lm_from,
     token_scores,
     tokenize_document,
+    unwrap,
 )
 from nlpforge.pretraining.words import WordStarts
 
@@ -159,11 +160,11 @@ class SentencePairObjective(MaskedLMObjective):
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Scores]:
         """L_mlm + L_pair; the Scores (perplexity, accuracy) are the masked LM's."""
-        hidden = model.lm.encoder(batch["input_ids"], batch["attention_mask"],
-                                  batch["token_type_ids"]).last_hidden_state  # (B, T, H)
-        logits, targets = model.masked_logits(hidden, batch["labels"])
+        hidden = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])  # (B, T, H)
+        inner = unwrap(model)
+        logits, targets = inner.masked_logits(hidden, batch["labels"])
         mlm_loss, scores = token_scores(logits, targets)
-        pair_loss = F.cross_entropy(model.extra["pair"](hidden[:, 0]), batch["pair_label"])
+        pair_loss = F.cross_entropy(inner.extra["pair"](hidden[:, 0]), batch["pair_label"])
         return mlm_loss + pair_loss, scores
 
 

@@ -25,7 +25,7 @@ from nlpforge.config import ModelConfig
 from nlpforge.models.bert import activation
 from nlpforge.pretraining import masking
 from nlpforge.pretraining.mlm import MaskedLMObjective
-from nlpforge.pretraining.objective import MaskedLMModel, Scores, init_weights, masked_lm_from, token_scores
+from nlpforge.pretraining.objective import MaskedLMModel, Scores, init_weights, masked_lm_from, token_scores, unwrap
 
 LONGEST_SPAN = 10  # words
 OFFSETS = LONGEST_SPAN * 4  # relative positions the SBO embeds (a word may be several tokens)
@@ -75,12 +75,13 @@ class SpanObjective(MaskedLMObjective):
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Scores]:
         """L_mlm + L_sbo; the Scores (perplexity, accuracy) are the masked LM's."""
-        hidden = model.lm.encoder(batch["input_ids"], batch["attention_mask"]).last_hidden_state  # (B, T, H)
-        logits, targets = model.masked_logits(hidden, batch["labels"])
+        hidden = model(batch["input_ids"], batch["attention_mask"])  # (B, T, H)
+        inner = unwrap(model)
+        logits, targets = inner.masked_logits(hidden, batch["labels"])
         mlm_loss, scores = token_scores(logits, targets)
         rows = batch["sbo_row"]
-        boundary = model.extra["boundary"](hidden[rows, batch["sbo_left"]], hidden[rows, batch["sbo_right"]],
+        boundary = inner.extra["boundary"](hidden[rows, batch["sbo_left"]], hidden[rows, batch["sbo_right"]],
                                            batch["sbo_offset"])  # (N, H)
-        sbo_logits = F.linear(boundary, model.lm.encoder.embeddings.word.weight, model.lm.mlm.bias)  # (N, V)
+        sbo_logits = F.linear(boundary, inner.lm.encoder.embeddings.word.weight, inner.lm.mlm.bias)  # (N, V)
         sbo_loss, _ = token_scores(sbo_logits, batch["sbo_target"])
         return mlm_loss + sbo_loss, scores

@@ -116,3 +116,66 @@ class CompressArgs:
             raise ConfigError("--prune-heads must be >= 0")
         _check_positive(self, ("layers", "batch_size", "max_length"))
 
+
+
+OBJECTIVE_NAMES = ("mlm", "wwm", "span", "mlm+nsp", "mlm+sop", "clm")
+
+
+@dataclass
+class PretrainArgs:
+    """Everything ``nlpforge pretrain`` reads: objective, corpus, model, schedule, evaluation."""
+
+    objective: str = setting(help="mlm, wwm (whole words), span (SpanBERT), mlm+nsp, mlm+sop, or clm (GPT).",
+                             choices=OBJECTIVE_NAMES)
+    corpus: list[str] = setting(help="Corpus file, folder or glob: plain text (blank line between documents), "
+                                     "JSONL or WikiExtractor output; repeat for several.")
+    out: str = setting(help="Output directory: the model (latest evaluation), metrics.jsonl, resume/, blocks/.")
+    model: str | None = setting(None, "Checkpoint to continue pre-training (directory or hub name).")
+    config: str | None = setting(None, "Train from scratch: a preset (e.g. gpt-6l-h256, bert-6l-h256) or a "
+                                       "JSON/YAML model config; needs --tokenizer.")
+    tokenizer: str | None = setting(None, "Tokenizer directory (default: the --model's own).")
+    max_steps: int = setting(1000, "Optimizer steps.")
+    block_size: int = setting(128, "Tokens per training block.")
+    batch_size: int = setting(32, "Blocks per micro-batch (all processes together).")
+    grad_accum: int = setting(1, "Micro-batches per optimizer step.")
+    learning_rate: float = setting(1e-4, "Peak AdamW learning rate.")
+    weight_decay: float = setting(0.01, "AdamW weight decay (none on biases and LayerNorm).")
+    warmup_ratio: float = setting(0.06, "Share of the steps warming the learning rate up.")
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
+    mask_rate: float = setting(0.15, "Share of tokens a masked objective predicts.")
+    static_masking: bool = setting(False, "One mask per block for the whole run (BERT) instead of a new one "
+                                          "each time it is seen (RoBERTa).")
+    heldout_share: float = setting(0.05, "Share at the end of each corpus file held out for perplexity.")
+    eval_every: int = setting(200, "Evaluate held-out perplexity (and save the model) every N steps.")
+    eval_blocks: int = setting(256, "Held-out blocks per evaluation (0: all).")
+    save_every: int = setting(200, "Write the resume state every N optimizer steps.")
+    log_every: int = setting(20, "Log training loss to metrics.jsonl every N optimizer steps.")
+    seed: int = setting(42, "Random seed (masks, block order, initialisation).")
+    resume: bool = setting(False, "Continue from OUT/resume.")
+    encoding: str | None = setting(None, "Corpus text encoding (default: UTF-8, checked).")
+    text_field: str = setting("text", "JSONL corpora: the field holding a document's text.")
+    bf16: bool = setting(False, "bfloat16 autocast.")
+    threads: int = setting(0, "Torch CPU threads (0: torch's default).")
+    progress: bool = setting(True, "Show a progress bar.")
+    track: str = setting("none", TRACK_HELP, choices=TRACKERS)
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVE_NAMES:
+            raise ConfigError(f"--objective {self.objective!r}: choose one of {', '.join(OBJECTIVE_NAMES)}")
+        if self.track not in TRACKERS:
+            raise ConfigError(f"--track {self.track!r}: choose one of {', '.join(TRACKERS)}")
+        if (self.model is None) == (self.config is None):
+            raise ConfigError("give exactly one of --model (continue a checkpoint) and --config (from scratch)")
+        if self.config is not None and self.tokenizer is None:
+            raise ConfigError("--config trains from scratch and needs --tokenizer DIR "
+                              "(make one with `nlpforge tokenizer train`)")
+        if not self.corpus:
+            raise ConfigError("give at least one --corpus file")
+        _check_positive(self, ("max_steps", "block_size", "batch_size", "grad_accum", "eval_every", "save_every",
+                               "log_every"))
+        if self.block_size < 8:
+            raise ConfigError(f"--block-size {self.block_size} is too small; use at least 8 tokens")
+        if not 0 < self.mask_rate < 1 or not 0 < self.heldout_share < 0.5:
+            raise ConfigError("--mask-rate must be in (0, 1) and --heldout-share in (0, 0.5)")
+        if self.static_masking and self.objective in ("span", "clm"):
+            raise ConfigError(f"--static-masking applies to mlm, wwm, mlm+nsp and mlm+sop, not {self.objective}")

@@ -329,7 +329,7 @@ def log_line(out: Path, record: dict[str, Any]) -> None:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def save_resume(directory: Path, model: nn.Module, optimizer: Any, scheduler: Any, state: TrainState) -> None:
+def save_resume(directory: Path, model: nn.Module, optimizer: Any, scheduler: Any, state: Any) -> None:
     """Everything needed to continue exactly where the run is; state.json is written last."""
 
     def write(tmp: Path) -> None:
@@ -341,10 +341,12 @@ def save_resume(directory: Path, model: nn.Module, optimizer: Any, scheduler: An
     write_directory_atomically(directory, write, last="state.json")
 
 
-def load_resume(directory: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> TrainState:
+def load_resume(directory: Path, model: nn.Module, optimizer: Any, scheduler: Any,
+                state_type: type[Any] = TrainState) -> Any:
+    """Restore what ``save_resume`` wrote; returns the saved state as a ``state_type``."""
     model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
     saved = torch.load(directory / "optimizer.pt", weights_only=True)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["torch_rng"])
-    return TrainState(**json.loads((directory / "state.json").read_text(encoding="utf-8")))
+    return state_type(**json.loads((directory / "state.json").read_text(encoding="utf-8")))
