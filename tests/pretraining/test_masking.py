@@ -37,7 +37,7 @@ def test_token_selection_rate_and_never_special() -> None:
 
 
 def test_corruption_is_80_10_10_and_labels_only_at_selected() -> None:
-    _, maskable, _ = sample_rows()
+    ids, maskable, _ = sample_rows()
     g = torch.Generator().manual_seed(2)
     selected = masking.select_tokens(maskable, 0.5, g)
     replaceable = torch.ones(1000, dtype=torch.bool)
