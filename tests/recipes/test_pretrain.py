@@ -114,10 +114,10 @@ def test_resume_after_a_crash_ends_with_the_same_weights(tiny_bert_dir: Path, tm
 
 def test_bad_input_is_a_clear_error(tiny_bert_dir: Path, tmp_path: Path, tiny_vocab: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus.txt")
-    with pytest.raises(ConfigError, match="--block-size 100 is above the model's 64 positions"):
+    with pytest.raises(ConfigError, match=r"--block-size 100 is above the model's 64 positions"):
         pretrain(args(tiny_bert_dir, corpus, tmp_path / "a", block_size=100))
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
-    with pytest.raises(InputDataError, match="empty.txt"):
+    with pytest.raises(InputDataError, match=r"empty\.txt"):
         pretrain(args(tiny_bert_dir, tmp_path / "empty.txt", tmp_path / "b"))
     (tmp_path / "small.txt").write_text("aa ae\n", encoding="utf-8")
     with pytest.raises(InputDataError, match="too little text"):
@@ -132,7 +132,7 @@ def test_bad_input_is_a_clear_error(tiny_bert_dir: Path, tmp_path: Path, tiny_vo
     tiny_tokenizer(tiny_vocab).save_pretrained(gpt)
     with pytest.raises(ConfigError, match="trains an encoder"):
         pretrain(args(gpt, corpus, tmp_path / "e"))
-    with pytest.raises(ConfigError, match="exactly one of --model"):
+    with pytest.raises(ConfigError, match=r"exactly one of --model"):
         PretrainArgs(objective="mlm", corpus=[str(corpus)], out="x")
 
 
