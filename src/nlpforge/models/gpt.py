@@ -53,7 +53,7 @@ class CausalSelfAttention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        mask: torch.Tensor,
+        mask: torch.Tensor | None,  # (B, 1, T, S) "may attend", or None: plain causal, no cache
         past: tuple[torch.Tensor, torch.Tensor] | None,
         need_probs: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
@@ -65,13 +65,16 @@ class CausalSelfAttention(nn.Module):
         dropout_p = self.dropout_p if self.training else 0.0
         probs = None
         if need_probs:
+            if mask is None:  # plain causal: (T, T) lower triangle
+                mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
             scores = (q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)).masked_fill(
                 ~mask, torch.finfo(q.dtype).min
             )
             probs = scores.softmax(dim=-1)  # (B, A, T, S)
             context = F.dropout(probs, dropout_p, self.training) @ v
         else:
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                                     is_causal=mask is None)
         context = context.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)
         return self.resid_dropout(self.out(context)), (k, v), probs
 
@@ -99,7 +102,7 @@ class Block(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        mask: torch.Tensor,
+        mask: torch.Tensor | None,
         past: tuple[torch.Tensor, torch.Tensor] | None,
         need_probs: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
@@ -144,11 +147,15 @@ class GPT(nn.Module):
     ) -> CausalLMOutput:
         B, T = input_ids.shape
         past_length = past_key_values[0][0].shape[2] if past_key_values else 0
-        if attention_mask is None:  # (B, S): covers the cached tokens and the new ones
-            attention_mask = torch.ones(B, past_length + T, dtype=torch.long, device=input_ids.device)
+        # Unpadded, uncached input (training blocks): no mask tensor, so attention runs SDPA's causal
+        # kernel, which skips the masked half instead of computing and discarding it.
+        mask = None
+        if attention_mask is not None or past_length:
+            if attention_mask is None:  # (B, S): covers the cached tokens and the new ones
+                attention_mask = torch.ones(B, past_length + T, dtype=torch.long, device=input_ids.device)
+            mask = causal_mask(attention_mask, past_length, T)
         if position_ids is None:
             position_ids = torch.arange(past_length, past_length + T, device=input_ids.device)[None]
-        mask = causal_mask(attention_mask, past_length, T)
         x = self.embed(input_ids, position_ids)
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
