@@ -45,12 +45,13 @@ TASKS = {
 }
 
 
-def run_task(name: str, train_limit: int, out_dir: Path) -> dict:
+def run_task(name: str, train_limit: int, out_dir: Path, model: str | None = None) -> dict:
+    """Fine-tune task ``name`` (from ``model``, default its TASKS model) and evaluate on its report split."""
     from nlpforge.checkpoint import load_checkpoint
     from nlpforge.recipes.finetune import FinetuneArgs, finetune
     from nlpforge.tasks import DataOptions, get_task
 
-    spec = TASKS[name]
+    spec = {**TASKS[name], **({"model": model} if model else {})}
     data = {**spec.get("data", {}), **spec.get("train_data", {})}
     train_limit = train_limit or spec["limit"]
     args = FinetuneArgs(task=spec["task"], model=spec["model"], train=str(DATA / spec["train"]), out=str(out_dir),
