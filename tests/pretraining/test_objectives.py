@@ -133,3 +133,21 @@ def test_word_starts_wordpiece_and_chinese() -> None:
 def test_unknown_objective_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="mlm, wwm, span, mlm\\+nsp, mlm\\+sop, clm"):
         get_objective("bert")
+
+
+def test_next_sentence_blocks_draw_half_their_b_segments_from_other_documents(tiny_vocab: Path) -> None:
+    tokenizer = tiny_tokenizer(tiny_vocab)
+    objective = get_objective("mlm+nsp")
+    documents = [[f"{'abcdefg'[d % 7]}{x} {'abcdefg'[d % 7]}{y}" for x, y in ("ae", "io", "uy", "rs")]
+                 for d in range(200)]
+    blocks = list(objective.blocks(tokenizer, documents, 12, seed=4))
+    assert len(blocks) > 100 and 0.4 < np.mean([b["pair_label"] for b in blocks]) < 0.6
+    for block in blocks:
+        ids = block["input_ids"]
+        middle = ids.index(3)  # the [SEP] after segment A
+        a = {tokenizer.convert_ids_to_tokens(i)[0] for i in ids[1:middle]}
+        b = {tokenizer.convert_ids_to_tokens(i)[0] for i in ids[middle + 1:] if i > 4}
+        assert len(a) == 1 and len(b) == 1
+        if block["pair_label"] == 0:
+            assert a == b  # the true continuation comes from the same document
+        assert block["token_type_ids"][middle + 1] == 1
