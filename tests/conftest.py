@@ -16,6 +16,8 @@ SHARED = ROOT.parent / "shared"
 
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
             max_position_embeddings=64)
+# ALBERT: 16-wide factorised embeddings projected to hidden 32, one layer shared by both depths.
+TINY_ALBERT = dict(TINY, embedding_size=16, initializer_range=0.2)
 # HF class name -> (config class, config kwargs). initializer_range is raised so that random
 # models give varied outputs instead of near-constant ones.
 HF_TINY = {
@@ -30,13 +32,16 @@ HF_TINY = {
     "DistilBertForMaskedLM": (transformers.DistilBertConfig,
                               dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
                                    max_position_embeddings=64, initializer_range=0.2)),
+    "AlbertModel": (transformers.AlbertConfig, TINY_ALBERT),
+    "AlbertForMaskedLM": (transformers.AlbertConfig, TINY_ALBERT),
     **{f"{family}For{task}": (config_cls, dict(kwargs, num_labels=2 if task == "QuestionAnswering" else 3))
        for family, (config_cls, kwargs) in (
            ("Bert", (transformers.BertConfig, dict(TINY, initializer_range=0.2))),
            ("XLMRoberta", (transformers.XLMRobertaConfig, dict(TINY, initializer_range=0.2, type_vocab_size=1))),
            ("DistilBert", (transformers.DistilBertConfig,
                            dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
-                                max_position_embeddings=64, initializer_range=0.2))))
+                                max_position_embeddings=64, initializer_range=0.2))),
+           ("Albert", (transformers.AlbertConfig, TINY_ALBERT)))
        for task in ("SequenceClassification", "TokenClassification", "QuestionAnswering")},
     "GPT2LMHeadModel": (transformers.GPT2Config,
                         dict(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=64,

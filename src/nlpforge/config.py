@@ -23,6 +23,7 @@ FAMILY_OF_MODEL_TYPE: dict[str, str] = {
     "xlm-roberta": "bert",
     "distilbert": "bert",
     "gpt2": "gpt",
+    "albert": "bert",  # factorised embeddings + one layer shared across depth (models/bert.py)
 }
 SUPPORTED_MODEL_TYPES = tuple(FAMILY_OF_MODEL_TYPE)
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
@@ -33,7 +34,8 @@ class ModelConfig:
     """Shape and numerics of one transformer; every field is a plain JSON value.
 
     ``family`` and ``head_dim`` are derived in ``__post_init__`` (``family`` from ``model_type``);
-    ``position_offset`` is derived too: RoBERTa/XLM-R number positions from ``pad_token_id + 1``.
+    ``position_offset`` is derived too: RoBERTa/XLM-R number positions from ``pad_token_id + 1``;
+    so is ``shared_layers``: ALBERT applies one layer's weights at every depth.
     """
 
     model_type: str
@@ -54,6 +56,9 @@ class ModelConfig:
     has_pooler: bool = True  # encoder only: BERT's tanh pooler over the first token
     tie_word_embeddings: bool = True
     num_labels: int = 2  # outputs of a classification or tagging head
+    # ALBERT only: width E of the token embeddings, projected to hidden_size by the encoder.
+    # None (every other model_type): the embeddings are hidden_size wide and not projected.
+    embedding_size: int | None = None
     # Structured pruning (compress/prune.py): heads / FFN neurons each layer keeps; None = unpruned.
     layer_heads: list[int] | None = None
     layer_intermediate: list[int] | None = None
@@ -61,6 +66,7 @@ class ModelConfig:
     family: str = field(default="", init=False)
     head_dim: int = field(default=0, init=False)
     position_offset: int = field(default=0, init=False)
+    shared_layers: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         if self.model_type not in FAMILY_OF_MODEL_TYPE:
@@ -90,12 +96,34 @@ class ModelConfig:
                 raise ConfigError(f"config field {name!r} needs {self.num_layers} non-negative sizes, got {sizes}")
         if self.layer_heads is not None and any(n > self.num_heads for n in self.layer_heads):
             raise ConfigError(f"layer_heads {self.layer_heads} exceeds num_heads {self.num_heads}")
+        self._check_albert()
         self.family = FAMILY_OF_MODEL_TYPE[self.model_type]
         self.head_dim = self.hidden_size // self.num_heads
         uses_offset = self.model_type in ("roberta", "xlm-roberta")
         self.position_offset = (self.pad_token_id or 0) + 1 if uses_offset else 0
+        self.shared_layers = self.model_type == "albert"  # HF num_hidden_groups = inner_group_num = 1
         if self.family == "gpt":
             self.has_pooler = False
+
+    def _check_albert(self) -> None:
+        """ALBERT's embedding width is required (and only ALBERT has one); its shared layer has no
+        per-layer sizes to prune."""
+        if self.model_type != "albert":
+            if self.embedding_size is not None:
+                raise ConfigError(f"config field 'embedding_size' is ALBERT's (model_type 'albert'); a "
+                                  f"{self.model_type} model embeds tokens at hidden_size: remove the field")
+            return
+        value = self.embedding_size
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"model_type 'albert' needs 'embedding_size', a positive integer, got {value!r}")
+        if self.layer_heads is not None or self.layer_intermediate is not None:
+            raise ConfigError("layer_heads / layer_intermediate (structured pruning) are not supported for "
+                              "ALBERT: its layers share one set of weights")
+
+    @property
+    def embedding_width(self) -> int:
+        """E, the width of the token embeddings: ALBERT's embedding_size, else hidden_size."""
+        return self.embedding_size if self.embedding_size is not None else self.hidden_size
 
     def heads_of_layer(self, index: int) -> int:
         return self.layer_heads[index] if self.layer_heads is not None else self.num_heads
@@ -111,7 +139,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls) if f.init}
-        unknown = sorted(set(values) - known - {"family", "head_dim", "position_offset"})
+        unknown = sorted(set(values) - known - {"family", "head_dim", "position_offset", "shared_layers"})
         if unknown:
             raise ConfigError(f"{source}: unknown config field(s) {', '.join(unknown)}; "
                               f"known fields: {', '.join(sorted(known))}")
@@ -172,6 +200,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # small models to pre-train from scratch (vocab_size, pad/bos/eos come from the tokenizer)
     "bert-6l-h256": dict(model_type="bert", vocab_size=30522, hidden_size=256, num_layers=6, num_heads=4,
                          intermediate_size=1024),
+    # ALBERT (Lan et al. 2019): 128-wide embeddings, one layer shared by all 6; no dropout, as ALBERT v2
+    "albert-6l-h256": dict(model_type="albert", vocab_size=30000, embedding_size=128, hidden_size=256,
+                           num_layers=6, num_heads=4, intermediate_size=1024, hidden_act="gelu_new",
+                           dropout=0.0, attention_dropout=0.0),
     "gpt-6l-h256": dict(model_type="gpt2", vocab_size=50257, hidden_size=256, num_layers=6, num_heads=4,
                         intermediate_size=1024, max_positions=512, type_vocab_size=0, layer_norm_eps=1e-5,
                         hidden_act="gelu_new", pad_token_id=None),

@@ -146,3 +146,26 @@ def test_cli_pretrain_and_its_errors(tiny_bert_dir: Path, tmp_path: Path, monkey
     code, _, err = run_cli(monkeypatch, capsys, "pretrain", "--objective", "mlm", "--model", tiny_bert_dir,
                            "--corpus", tmp_path / "missing.txt", "--out", tmp_path / "x")
     assert code != 0 and "missing.txt" in err and "Traceback" not in err
+
+
+def test_albert_from_scratch_with_mlm_plus_sop(tmp_path: Path, tiny_vocab: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture) -> None:
+    """The albert-6l-h256 preset (embeddings 128 -> hidden 256, one layer shared by 6) pre-trains from
+    a tokenizer alone; transformers loads the result as AlbertForMaskedLM."""
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    tiny_tokenizer(tiny_vocab).save_pretrained(tmp_path / "tok")
+    out = tmp_path / "albert"
+    code, stdout, _ = run_cli(monkeypatch, capsys, "pretrain", "--objective", "mlm+sop", "--config", "albert-6l-h256",
+                              "--tokenizer", tmp_path / "tok", "--corpus", corpus, "--out", out, "--max-steps", "3",
+                              "--block-size", "16", "--batch-size", "4", "--eval-every", "3", "--no-progress")
+    assert code == 0 and json.loads(stdout)["steps"] == 3
+    config = json.loads((out / "config.json").read_text())
+    assert (config["model_type"], config["embedding_size"], config["hidden_size"], config["num_hidden_layers"],
+            config["num_hidden_groups"]) == ("albert", 128, 256, 6, 1)
+    ours = load_checkpoint(out)
+    assert ours.head == "mlm" and ours.meta["objective"] == "mlm+sop" and len(ours.model.encoder.layers) == 1
+    theirs = transformers.AutoModelForMaskedLM.from_pretrained(out).eval()
+    assert type(theirs).__name__ == "AlbertForMaskedLM"
+    batch = ours.tokenizer(["aa ae ai [MASK] ao", "ba be"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        assert_close(ours.model(**batch).logits, theirs(**batch).logits, atol=1e-5, rtol=1e-5)

@@ -96,6 +96,9 @@ def student_from_teacher(teacher: nn.Module, layers: Sequence[int]) -> nn.Module
     """A copy of ``teacher`` (task model or encoder) keeping only the given 1-based encoder layers,
     in order; embeddings and head are copied too (as in DistilBERT / TextBrewer's initialisation)."""
     encoder = encoder_of(teacher)
+    if encoder.config.shared_layers:
+        raise ConfigError("a student cannot keep some of an ALBERT teacher's layers (one set of weights serves "
+                          "every depth); distil into a fresh student of a preset instead (--student PRESET)")
     depth = len(encoder.layers)
     bad = [i for i in layers if not 1 <= i <= depth]
     if bad or not layers:

@@ -96,8 +96,17 @@ def _sync_config(model: nn.Module) -> None:
             setattr(config, name, getattr(checked, name))
 
 
+def _own_layers(model: nn.Module) -> nn.ModuleList:
+    """The encoder's layers, for surgery that resizes or drops one depth's layer."""
+    encoder = encoder_of(model)
+    if encoder.config.shared_layers:
+        raise ConfigError("structured pruning (heads, FFN neurons, layers) is not supported for ALBERT: one set "
+                          "of layer weights serves every depth; use unstructured magnitude pruning instead")
+    return encoder.layers
+
+
 def _layer(model: nn.Module, index: int) -> EncoderLayer:
-    layers = encoder_of(model).layers
+    layers = _own_layers(model)
     try:
         position = operator.index(index)  # ints, numpy and 0-d torch integers; not "0" or 0.0
     except TypeError:
@@ -202,7 +211,7 @@ def drop_layers(model: nn.Module, keep: Sequence[int]) -> None:
 
     Each kept layer keeps its weights and its (possibly pruned) sizes.
     """
-    layers = encoder_of(model).layers
+    layers = _own_layers(model)
     keep = [int(i) for i in keep]
     if not keep:
         raise ConfigError("drop_layers: keep at least one layer")

@@ -1,8 +1,9 @@
-"""Hugging Face <-> nlpforge weights for the encoder family (bert, roberta, xlm-roberta, distilbert).
+"""Hugging Face <-> nlpforge weights for the encoder family (bert, roberta, xlm-roberta, distilbert, albert).
 
 Our names (see models/bert.py) are those of ``BertForMaskedLM``: ``encoder.*`` for the encoder and
 ``mlm.*`` for the masked-LM head. A checkpoint of the bare encoder has no HF prefix
 (``embeddings...``); one with a head has the base prefix (``bert.embeddings...``) and head keys.
+ALBERT's one shared layer is our ``layers.0`` and HF's layer group 0 (``num_hidden_groups`` 1).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from nlpforge.errors import ConversionError
 from nlpforge.models.bert import BertForMaskedLM
 from nlpforge.tasks import HEAD_MODELS
 
-BASE_PREFIX = {"bert": "bert.", "roberta": "roberta.", "xlm-roberta": "roberta.", "distilbert": "distilbert."}
+BASE_PREFIX = {"bert": "bert.", "roberta": "roberta.", "xlm-roberta": "roberta.", "distilbert": "distilbert.",
+               "albert": "albert."}
 
 # Buffers that old checkpoints saved next to the weights; they hold no learned values.
 IGNORED_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
@@ -51,7 +53,21 @@ DISTILBERT_LAYERS = [
       for p in ("weight", "bias")),
 ]
 
+# ALBERT: the E -> H projection lives in HF's encoder; its layer group {} holds one layer (inner_group_num 1).
+_ALBERT_LAYER = "encoder.albert_layer_groups.{}.albert_layers.0."
+ALBERT_LAYERS = [
+    *(entry(f"layers.{{}}.attn.qkv.{p}", *(f"{_ALBERT_LAYER}attention.{n}.{p}" for n in ("query", "key", "value")),
+            op="cat") for p in ("weight", "bias")),
+    *(entry(f"layers.{{}}.{ours}.{p}", f"{_ALBERT_LAYER}{hf}.{p}")
+      for ours, hf in (("attn.out", "attention.dense"), ("attn_norm", "attention.LayerNorm"),
+                       ("ffn.up", "ffn"), ("ffn.down", "ffn_output"), ("ffn_norm", "full_layer_layer_norm"))
+      for p in ("weight", "bias")),
+]
+_EMBEDDING_PROJECTION = [entry(f"embeddings.project.{p}", f"encoder.embedding_hidden_mapping_in.{p}")
+                         for p in ("weight", "bias")]
+
 POOLER = [entry("pooler.dense.weight", "pooler.dense.weight"), entry("pooler.dense.bias", "pooler.dense.bias")]
+ALBERT_POOLER = [entry("pooler.dense.weight", "pooler.weight"), entry("pooler.dense.bias", "pooler.bias")]
 
 # Masked-LM heads: (key map, HF keys tied to one of ours -> that key of ours).
 _BERT_MLM = (
@@ -75,8 +91,14 @@ _DISTILBERT_MLM = (
      entry("bias", "vocab_projector.bias")],
     {"vocab_projector.weight": "encoder.embeddings.word.weight"},
 )
+_ALBERT_MLM = (  # dense maps H -> E (factorised embeddings)
+    [entry("transform.weight", "predictions.dense.weight"), entry("transform.bias", "predictions.dense.bias"),
+     entry("norm.weight", "predictions.LayerNorm.weight"), entry("norm.bias", "predictions.LayerNorm.bias"),
+     entry("bias", "predictions.bias")],
+    {"predictions.decoder.weight": "encoder.embeddings.word.weight", "predictions.decoder.bias": "mlm.bias"},
+)
 MLM_HEADS = {"bert": _BERT_MLM, "roberta": _ROBERTA_MLM, "xlm-roberta": _ROBERTA_MLM,
-             "distilbert": _DISTILBERT_MLM}
+             "distilbert": _DISTILBERT_MLM, "albert": _ALBERT_MLM}
 
 
 def _linear(ours: str, hf: str) -> list[Entry]:
@@ -93,6 +115,7 @@ TASK_HEADS: dict[str, dict[str, list[Entry]]] = {
         "roberta": _ROBERTA_CLASSIFY,
         "xlm-roberta": _ROBERTA_CLASSIFY,
         "distilbert": _linear("dense", "pre_classifier") + _linear("out", "classifier"),
+        "albert": _linear("dense", "albert.pooler") + _linear("out", "classifier"),
     },
     "tag": dict.fromkeys(BASE_PREFIX, _linear("out", "classifier")),
     "span_qa": dict.fromkeys(BASE_PREFIX, _linear("out", "qa_outputs")),
@@ -102,11 +125,15 @@ HEADS = ("base", "mlm", *TASK_HEADS)
 
 def encoder_entries(config: ModelConfig, hf_prefix: str) -> list[Entry]:
     """The encoder's key map for this config, HF keys with ``hf_prefix`` in front."""
-    layers = DISTILBERT_LAYERS if config.model_type == "distilbert" else BERT_LAYERS
+    albert = config.model_type == "albert"
+    layers = DISTILBERT_LAYERS if config.model_type == "distilbert" else ALBERT_LAYERS if albert else BERT_LAYERS
     entries = _EMBEDDINGS + (_TOKEN_TYPE if config.type_vocab_size else []) + layers
+    if albert:
+        entries = entries + _EMBEDDING_PROJECTION
     if config.has_pooler:
-        entries = entries + POOLER
-    return expand(entries, config.num_layers, hf_prefix=hf_prefix, ours_prefix="encoder.")
+        entries = entries + (ALBERT_POOLER if albert else POOLER)
+    stored_layers = 1 if config.shared_layers else config.num_layers
+    return expand(entries, stored_layers, hf_prefix=hf_prefix, ours_prefix="encoder.")
 
 
 def head_entries(config: ModelConfig, head: str) -> tuple[list[Entry], dict[str, str]]:

@@ -26,6 +26,7 @@ FIELD_MAPS: dict[str, dict[str, str]] = {
     "bert": _BERT_FIELDS,
     "roberta": _BERT_FIELDS,
     "xlm-roberta": _BERT_FIELDS,
+    "albert": {**_BERT_FIELDS, "embedding_size": "embedding_size"},
     "distilbert": {
         "vocab_size": "vocab_size", "hidden_size": "dim", "num_layers": "n_layers", "num_heads": "n_heads",
         "intermediate_size": "hidden_dim", "max_positions": "max_position_embeddings",
@@ -40,12 +41,19 @@ FIELD_MAPS: dict[str, dict[str, str]] = {
         "tie_word_embeddings": "tie_word_embeddings",
     },
 }
+# transformers' defaults for fields a config.json may omit, where they differ from ModelConfig's.
+HF_DEFAULTS = {
+    "albert": {"embedding_size": 128, "hidden_act": "gelu_new", "dropout": 0.0, "attention_dropout": 0.0},
+}
 # Values a model_type fixes whatever its config.json says (or omits).
 FIXED = {
     "distilbert": {"type_vocab_size": 0, "layer_norm_eps": 1e-12, "has_pooler": False},
     "gpt2": {"type_vocab_size": 0, "has_pooler": False},
 }
-_ARCHITECTURE_PREFIX = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta", "distilbert": "DistilBert"}
+_ARCHITECTURE_PREFIX = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta", "distilbert": "DistilBert",
+                        "albert": "Albert"}
+# ALBERT layouts we run: one group of one layer, shared by every depth (ALBERT's published models).
+ALBERT_SHARING = {"num_hidden_groups": 1, "inner_group_num": 1}
 _HEAD_SUFFIX = {"base": "Model", "mlm": "ForMaskedLM", "classify": "ForSequenceClassification",
                 "tag": "ForTokenClassification", "span_qa": "ForQuestionAnswering"}
 # (model_type, head) -> the transformers class that loads such a checkpoint.
@@ -88,6 +96,13 @@ def require_supported(hf: dict[str, Any], source: str) -> str:
         )
     if model_type == "distilbert" and hf.get("sinusoidal_pos_embds"):
         raise CheckpointError(f"{source}: DistilBERT with sinusoidal_pos_embds is not supported")
+    if model_type == "albert":
+        for name, supported in ALBERT_SHARING.items():
+            if hf.get(name, 1) != supported:
+                raise CheckpointError(
+                    f"{source}: ALBERT with {name} = {hf[name]!r} is not supported; nlpforge runs ALBERT's "
+                    "published layout, num_hidden_groups = 1 and inner_group_num = 1 (one layer shared by all depths)"
+                )
     return model_type
 
 
@@ -100,7 +115,7 @@ def config_from_hf(
     pass ``weights`` (the HF state dict) to decide it; without them the encoder has one.
     """
     model_type = require_supported(hf, source)
-    values: dict[str, Any] = {"model_type": model_type}
+    values: dict[str, Any] = {"model_type": model_type, **HF_DEFAULTS.get(model_type, {})}
     for ours, theirs in FIELD_MAPS[model_type].items():
         if hf.get(theirs) is not None or (ours.endswith("token_id") and theirs in hf):
             values[ours] = hf[theirs]
@@ -112,7 +127,8 @@ def config_from_hf(
         if hf.get(f"nlpforge_{name}") is not None:
             values[name] = list(hf[f"nlpforge_{name}"])
     if weights is not None:
-        values["has_pooler"] = any(k.endswith("pooler.dense.weight") for k in weights)
+        pooler = "pooler.weight" if model_type == "albert" else "pooler.dense.weight"
+        values["has_pooler"] = any(k.endswith(pooler) for k in weights)
     values.update(FIXED.get(model_type, {}))
     try:
         return ModelConfig(**values)
@@ -137,4 +153,6 @@ def config_to_hf(config: ModelConfig, head: str, labels: list[str] | None = None
         hf["label2id"] = {label: i for i, label in enumerate(labels)}
     if config.model_type == "distilbert":
         hf["sinusoidal_pos_embds"] = False
+    if config.model_type == "albert":
+        hf.update(ALBERT_SHARING)
     return hf

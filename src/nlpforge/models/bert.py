@@ -1,11 +1,18 @@
-"""The encoder family: BERT, RoBERTa / XLM-R, DistilBERT, MiniLM, E5, in one file.
+"""The encoder family: BERT, RoBERTa / XLM-R, DistilBERT, MiniLM, E5, ALBERT, in one file.
 
 Post-LN transformer blocks over word + learned position (+ token type) embeddings:
 
     h = LayerNorm(x + Dropout(Attention(x)))
     y = LayerNorm(h + Dropout(W2 GELU(W1 h)))
 
-Shapes: B batch, T tokens, H hidden, A heads, D = H / A head size, V vocabulary.
+ALBERT (``model_type`` albert) differs in two places only: its embeddings are E < H wide and a
+linear layer projects them to H (factorised embeddings; the masked-LM head maps back to E before
+the tied decoder), and one layer's weights are applied at every depth (``config.shared_layers``).
+ALBERT has no dropout after the FFN; ours has, which only matters in training with dropout > 0
+(ALBERT's configs set 0).
+
+Shapes: B batch, T tokens, H hidden, E embedding width (= H except ALBERT), A heads,
+D = H / A head size, V vocabulary.
 Weights load from Hugging Face checkpoints through ``nlpforge.convert.bert``.
 """
 
@@ -44,14 +51,15 @@ def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
 class Embeddings(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.word = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.position = nn.Embedding(config.max_positions, config.hidden_size)
+        width = config.embedding_width  # E
+        self.word = nn.Embedding(config.vocab_size, width)
+        self.position = nn.Embedding(config.max_positions, width)
         # DistilBERT has no token types (type_vocab_size 0).
-        self.token_type = (
-            nn.Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size else None
-        )
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.token_type = nn.Embedding(config.type_vocab_size, width) if config.type_vocab_size else None
+        self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
+        # ALBERT's factorised embeddings: E -> H (present whenever embedding_size is set, even E = H).
+        self.project = nn.Linear(width, config.hidden_size) if config.embedding_size is not None else None
         self.pad_token_id = config.pad_token_id
         self.position_offset = config.position_offset
 
@@ -63,12 +71,13 @@ class Embeddings(nn.Module):
         return torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.word(input_ids) + self.position(self.position_ids(input_ids))  # (B, T, H)
+        x = self.word(input_ids) + self.position(self.position_ids(input_ids))  # (B, T, E)
         if self.token_type is not None:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)
             x = x + self.token_type(token_type_ids)
-        return self.dropout(self.norm(x))
+        x = self.dropout(self.norm(x))
+        return self.project(x) if self.project is not None else x  # (B, T, H)
 
 
 class SelfAttention(nn.Module):
@@ -178,14 +187,25 @@ class Pooler(nn.Module):
 
 
 class BertModel(nn.Module):
-    """The encoder: ids (B, T) -> EncoderOutput with last_hidden_state (B, T, H)."""
+    """The encoder: ids (B, T) -> EncoderOutput with last_hidden_state (B, T, H).
+
+    ``layers`` holds the distinct layers: one per depth, or ALBERT's single shared layer, which
+    ``depth()`` applies ``num_layers`` times.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.embeddings = Embeddings(config)
-        self.layers = nn.ModuleList(EncoderLayer(config, i) for i in range(config.num_layers))
+        stored = 1 if config.shared_layers else config.num_layers
+        self.layers = nn.ModuleList(EncoderLayer(config, i) for i in range(stored))
         self.pooler = Pooler(config) if config.has_pooler else None
+
+    def depth(self) -> list[EncoderLayer]:
+        """The layer applied at each depth, first to last (ALBERT: the shared layer num_layers times)."""
+        if self.config.shared_layers:
+            return [self.layers[0]] * self.config.num_layers
+        return list(self.layers)
 
     def forward(
         self,
@@ -212,7 +232,7 @@ class BertModel(nn.Module):
             return EncoderOutput(last_hidden_state=x, pooler_output=self.pooler(x) if self.pooler is not None else None)
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self.depth()):
             x, probs = layer(x, mask, output_attentions, head_mask[i] if head_mask is not None else None)
             if hidden_states is not None:
                 hidden_states.append(x)
@@ -236,23 +256,26 @@ class BertModel(nn.Module):
         B, T, H = x.shape
         rows = attention_mask.flatten().nonzero().squeeze(1)  # (N,) real-token positions in B * T
         packed = x.reshape(B * T, H).index_select(0, rows)  # (N, H)
-        for layer in self.layers:
+        for layer in self.depth():
             packed = layer.forward_packed(packed, rows, (B, T), mask)
         return packed.new_zeros(B * T, H).index_copy_(0, rows, packed).view(B, T, H)
 
 
 class MaskedLMHead(nn.Module):
-    """dense -> act -> LayerNorm -> decoder tied to the word embeddings, plus a vocabulary bias."""
+    """dense -> act -> LayerNorm -> decoder tied to the word embeddings, plus a vocabulary bias.
+
+    ``dense`` maps H -> E, the width of the word embeddings (ALBERT's E < H; E = H otherwise).
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.transform = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform = nn.Linear(config.hidden_size, config.embedding_width)
         self.act = activation(config.hidden_act)
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.norm = nn.LayerNorm(config.embedding_width, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
-        h = self.norm(self.act(self.transform(hidden)))
+        h = self.norm(self.act(self.transform(hidden)))  # (B, T, H) -> (B, T, E)
         return F.linear(h, word_embeddings, self.bias)  # (B, T, V)
 
 

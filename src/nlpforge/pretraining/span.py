@@ -32,15 +32,16 @@ OFFSETS = LONGEST_SPAN * 4  # relative positions the SBO embeds (a word may be s
 
 
 class SpanBoundaryHead(nn.Module):
-    """[x_left; x_right; p_offset] (N, 3H) -> (N, H) states that the tied MLM decoder scores."""
+    """[x_left; x_right; p_offset] (N, 3H) -> (N, E) states that the tied MLM decoder scores
+    (E, the word embeddings' width, is H except for ALBERT's factorised embeddings)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        hidden = config.hidden_size
+        hidden, width = config.hidden_size, config.embedding_width
         self.offset = nn.Embedding(OFFSETS, hidden)
         self.mlp = nn.Sequential(
             nn.Linear(3 * hidden, hidden), activation("gelu"), nn.LayerNorm(hidden, eps=config.layer_norm_eps),
-            nn.Linear(hidden, hidden), activation("gelu"), nn.LayerNorm(hidden, eps=config.layer_norm_eps),
+            nn.Linear(hidden, width), activation("gelu"), nn.LayerNorm(width, eps=config.layer_norm_eps),
         )
 
     def forward(self, left: torch.Tensor, right: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
@@ -81,7 +82,7 @@ class SpanObjective(MaskedLMObjective):
         mlm_loss, scores = token_scores(logits, targets)
         rows = batch["sbo_row"]
         boundary = inner.extra["boundary"](hidden[rows, batch["sbo_left"]], hidden[rows, batch["sbo_right"]],
-                                           batch["sbo_offset"])  # (N, H)
+                                           batch["sbo_offset"])  # (N, E)
         sbo_logits = F.linear(boundary, inner.lm.encoder.embeddings.word.weight, inner.lm.mlm.bias)  # (N, V)
         sbo_loss, _ = token_scores(sbo_logits, batch["sbo_target"])
         return mlm_loss + sbo_loss, scores

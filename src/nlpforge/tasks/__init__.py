@@ -53,7 +53,7 @@ def encoder_of(model: Any) -> BertModel:
 def task_model_from_encoder(encoder: BertModel, task: Task, num_labels: int = 2) -> nn.Module:
     """A new model for ``task`` whose encoder starts from ``encoder``'s weights and whose head is fresh.
 
-    A BERT pooler, when the encoder has one, initialises the classification head's ``dense``
+    A BERT (or ALBERT) pooler, when the encoder has one, initialises the classification head's ``dense``
     layer, as ``BertForSequenceClassification.from_pretrained`` does.
     """
     config = dataclasses.replace(encoder.config, num_labels=num_labels, has_pooler=False)
@@ -61,7 +61,7 @@ def task_model_from_encoder(encoder: BertModel, task: Task, num_labels: int = 2)
     weights = {k: v for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
     model.encoder.load_state_dict(weights, strict=True)
     dense = getattr(getattr(model, "head", None), "dense", None)
-    if isinstance(dense, nn.Linear) and encoder.pooler is not None and config.model_type == "bert":
+    if isinstance(dense, nn.Linear) and encoder.pooler is not None and config.model_type in ("bert", "albert"):
         with torch.no_grad():
             dense.weight.copy_(encoder.pooler.dense.weight)
             dense.bias.copy_(encoder.pooler.dense.bias)
