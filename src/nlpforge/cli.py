@@ -20,6 +20,7 @@ import typer
 from nlpforge.cli_options import flag_name, given, options, register
 from nlpforge.data.options import DataOptions
 from nlpforge.errors import ConfigError, InputDataError, NlpforgeError
+from nlpforge.generation import GenerationOptions, GenerationSettingError
 from nlpforge.locate import require_file, resolve_directory
 from nlpforge.recipes.configs import CompressArgs, FinetuneArgs
 
@@ -230,6 +231,82 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+
+def generate(checkpoint: str, prompt: str | None, input: str | None, batch_size: int, encoding: str,
+             **flags: object) -> None:
+    """Continue text with a language model (a decoder checkpoint, e.g. from `nlpforge pretrain --objective clm`).
+
+    With --prompt the new text goes to stdout as it is generated. With --input every line is a
+    prompt; they run in batches and each completion is printed as one JSON line
+    {"prompt": ..., "completion": ...}.
+    """
+    if prompt is not None and input is not None:
+        raise ConfigError("pass --prompt or --input, not both")
+    if prompt is None and input is None:
+        raise ConfigError("pass --prompt TEXT (streamed to stdout) or --input FILE (one prompt per line; - = stdin)")
+    if prompt is not None and not prompt.strip():
+        raise InputDataError("--prompt is empty; give some text to continue")
+    try:  # bad sampling values fail before the model loads
+        options = GenerationOptions(**given(GenerationOptions, flags))
+    except GenerationSettingError as error:
+        raise ConfigError(f"{flag_name(error.field.split('[')[0])}: {str(error).split(': ', 1)[1]}") from None
+    resolve_directory(checkpoint)
+    if input is not None:
+        require_file(input, "--input")
+    from nlpforge.generation import encode_prompt
+    from nlpforge.predictor import Predictor
+
+    predictor = Predictor.load(checkpoint)
+    if not predictor.generates:
+        kind = f"a {predictor.task} model" if predictor.task else "an encoder"
+        raise ConfigError(f"{checkpoint}: is {kind}, not a language model; generate needs a decoder checkpoint "
+                          "(GPT-2 family), such as `nlpforge pretrain --objective clm` writes")
+    if prompt is not None:
+        steps = predictor.stream(prompt, options)  # checks the prompt before the first token
+        try:
+            for step in steps:
+                if step.texts[0]:
+                    sys.stdout.write(step.texts[0])
+                    sys.stdout.flush()
+        except KeyboardInterrupt:
+            sys.stdout.write("\n")
+            sys.exit(130)
+        sys.stdout.write("\n")
+        return
+    if input == "-":
+        lines, source = [line for line in sys.stdin.read().splitlines() if line.strip()], "<stdin>"
+        if not lines:
+            raise InputDataError("<stdin>: no prompts")
+    else:
+        from nlpforge.data.text import read_lines
+
+        lines, source = read_lines(input, encoding), str(input)
+    positions = predictor.model.config.max_positions
+    for number, line in enumerate(lines, start=1):  # every prompt is checked before any is run
+        encode_prompt(predictor.tokenizer, line, positions, f"{source}:{number}")
+    for start in range(0, len(lines), batch_size):
+        batch = lines[start: start + batch_size]
+        completions = predictor.generate(batch, options)
+        sys.stdout.write("".join(json.dumps({"prompt": text, "completion": completion.text}, ensure_ascii=False) + "\n"
+                                 for text, completion in zip(batch, completions, strict=True)))
+        sys.stdout.flush()
+
+
+register(app, "generate", generate, [
+    inspect.Parameter("checkpoint", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
+        str, typer.Argument(help="Language-model checkpoint directory (GPT-2 family decoder).")]),
+    inspect.Parameter("prompt", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        str | None, typer.Option("--prompt", help="Text to continue; the new text streams to stdout as it is "
+                                                  "generated.")]),
+    inspect.Parameter("input", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        str | None, typer.Option("--input", help="File with one prompt per line (- = stdin); prints one JSON "
+                                                 "line per prompt.")]),
+    inspect.Parameter("batch_size", inspect.Parameter.KEYWORD_ONLY, default=8, annotation=Annotated[
+        int, typer.Option(min=1, help="Prompts per batch with --input (left-padded).")]),
+    inspect.Parameter("encoding", inspect.Parameter.KEYWORD_ONLY, default="utf-8", annotation=Annotated[
+        str, typer.Option(help="Encoding of the --input file, e.g. gb18030.")])],
+    options(GenerationOptions), generate.__doc__ or "")
+
 @app.command()
 def quickstart(
     out: Annotated[Path, typer.Option(help="Where to write the fine-tuned model.")] = Path("quickstart-model"),
@@ -295,8 +372,9 @@ class Backend(str, Enum):
 
 @app.command()
 def serve(
-    artifact: Annotated[str, typer.Argument(help="Checkpoint directory (fine-tuned, or a bare encoder for "
-                                                 "/v1/embed) or exported ONNX directory (fp32 or INT8).")],
+    artifact: Annotated[str, typer.Argument(help="Checkpoint directory (fine-tuned, a bare encoder for "
+                                                 "/v1/embed, or a language model for /v1/generate) or exported "
+                                                 "ONNX directory (fp32 or INT8).")],
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server to the network.")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
@@ -316,11 +394,14 @@ def serve(
     max_inputs: Annotated[int, typer.Option(min=1, help="Inputs per request.")] = 64,
     max_chars: Annotated[int, typer.Option(min=1, help="Characters per input.")] = 20_000,
     max_body_bytes: Annotated[int, typer.Option(min=1024, help="Request body size limit.")] = 1 << 20,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens a /v1/generate request may ask for at most "
+                                                           "(language models).")] = 512,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads for the model(s) (0: all cores, split "
                                                      "between instances).")] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Serve a model over HTTP: /v1/predict, /v1/embed, /health, /ready, /metrics, /docs, and a playground at /."""
+    """Serve a model over HTTP: /v1/predict, /v1/embed (or /v1/generate for a language model), /health, /ready,
+    /metrics, /docs, and a playground at /."""
     # The address is taken first and handed to uvicorn: a busy port is a one-line error at once, not
     # after seconds of imports and loading, and no other process can take it while the model loads.
     with _listen_socket(host, port) as listener:
@@ -330,14 +411,15 @@ def serve(
         import torch
         import uvicorn
 
-        from nlpforge.serve.app import ServeSettings, build_app
+        from nlpforge.serve.app import ServeSettings, build_app, served_task
 
         port = listener.getsockname()[1]  # the one the system chose for --port 0
         settings = ServeSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
                                  request_timeout_s=request_timeout, max_body_bytes=max_body_bytes,
-                                 max_inputs=min(max_inputs, max_queue), max_chars=max_chars, api_key=api_key)
+                                 max_inputs=min(max_inputs, max_queue), max_chars=max_chars, api_key=api_key,
+                                 max_new_tokens=max_new_tokens)
         app = build_app(artifact, settings, instances, backend.value if backend else None, threads)
-        typer.echo(f"serving {artifact} (task: {app.state.model.task or 'embeddings only'}, backend: "
+        typer.echo(f"serving {artifact} (task: {served_task(app.state.model)}, backend: "
                    f"{app.state.model.backend}, {instances} instance(s) x {torch.get_num_threads()} thread(s)) on "
                    f"http://{host}:{port}  playground: /  docs: /docs", err=True)
         # SIGTERM/SIGINT: uvicorn stops accepting, lets in-flight requests finish (up to 30 s), then the

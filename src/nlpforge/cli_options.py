@@ -59,9 +59,9 @@ def options(config: type, skip: Iterable[str] = (), required_note: str = "") -> 
             default = None
         elif required:
             option, default = typer.Option(*names, help=help_text), inspect.Parameter.empty
-        else:
-            option, default = typer.Option(*names, help=help_text, show_default=field.default is not None), \
-                field.default
+        else:  # a field with a default factory (an empty list) reaches the dataclass as not given
+            default = None if field.default is dataclasses.MISSING else field.default
+            option = typer.Option(*names, help=help_text, show_default=default is not None)
         annotation = Annotated[kind if default is inspect.Parameter.empty else kind | None, option]
         parameters.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                             annotation=annotation))

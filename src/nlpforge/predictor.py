@@ -12,13 +12,17 @@ Inputs per task (each task's ``input_schema``): classify and multilabel take a s
 ``{"text", "text_pair"}``; tag takes a string or ``{"text"}``; span_qa takes ``{"question",
 "context"}``. ``parse`` checks one raw input and raises ``InputDataError`` naming where it came
 from, so callers can reject bad input before queueing it.
+
+A decoder checkpoint (GPT-2 family, ``nlpforge pretrain --objective clm``) generates text instead:
+``predictor.stream(prompt, options)`` yields the new text token by token, ``predictor.generate(prompts,
+options)`` returns whole completions (nlpforge.generation).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,15 @@ from transformers import PreTrainedTokenizerBase
 from nlpforge.artifacts import ONNX_FILE, OnnxModel, load_artifact
 from nlpforge.embed import embed_texts
 from nlpforge.errors import ConfigError, InputDataError
+from nlpforge.generation import (
+    Completion,
+    GenerationOptions,
+    GenerationStep,
+    generate_text,
+    options_dict,
+    stream_generate,
+)
+from nlpforge.models.gpt import GPT
 from nlpforge.tasks import DataOptions, Task, encoder_of
 from nlpforge.tasks.base import check_encodable
 
@@ -90,6 +103,11 @@ class Predictor:
         return self.task_spec.name if self.task_spec is not None else None
 
     @property
+    def generates(self) -> bool:
+        """Whether the model is a language model (a decoder): it generates text, and neither predicts nor embeds."""
+        return isinstance(self.model, GPT)
+
+    @property
     def labels(self) -> list[str] | None:
         return self.meta.get("labels")
 
@@ -102,7 +120,9 @@ class Predictor:
     @property
     def encoder(self) -> nn.Module | OnnxModel | None:
         """The module that yields last hidden states (for embed): a bare encoder, a task model's
-        torch encoder, or None (an ONNX task model exports only its head's logits)."""
+        torch encoder, or None (an ONNX task model exports only its head's logits; a decoder has none)."""
+        if self.generates:
+            return None
         if isinstance(self.model, OnnxModel):
             return self.model if self.model.task is None else None
         return encoder_of(self.model)
@@ -111,7 +131,7 @@ class Predictor:
         """What the model is, for /ready and the playground."""
         return {"path": self.path, "task": self.task, "backend": self.backend, "labels": self.labels,
                 "max_length": self.max_length, "precision": self.meta.get("precision", "fp32"),
-                "embed": self.encoder is not None}
+                "embed": self.encoder is not None, "generate": self.generates}
 
     # ------------------------------------------------------------------ inference
 
@@ -137,6 +157,8 @@ class Predictor:
     def embed(self, texts: Sequence[str], pooling: str = "mean") -> np.ndarray:
         """(N, H) float32 sentence vectors (mean pooling over the encoder's last hidden states)."""
         encoder = self.encoder
+        if self.generates:
+            raise ConfigError(f"{self.path}: is a language model (a decoder); it generates text but does not embed")
         if encoder is None:
             raise ConfigError(f"{self.path}: an ONNX {self.task} model has no hidden-state output; "
                               "serve the torch checkpoint (or an ONNX export of the bare encoder) to embed")
@@ -147,7 +169,26 @@ class Predictor:
         return embed_texts(encoder, self.tokenizer, texts, pooling, self.batch_size, self.max_length,
                            progress=False)
 
+    def stream(self, prompts: str | Sequence[str], options: GenerationOptions | None = None
+               ) -> Iterator[GenerationStep]:
+        """A decoder's new text, token by token: one ``GenerationStep`` per token (the prompts are
+        checked before the first)."""
+        return stream_generate(self._decoder(), self.tokenizer, prompts, **options_dict(options or GenerationOptions()))
+
+    def generate(self, prompts: str | Sequence[str], options: GenerationOptions | None = None) -> list[Completion]:
+        """A decoder's completion of each prompt: text, tokens generated, finish reason (stop or length)."""
+        return generate_text(self._decoder(), self.tokenizer, prompts, **options_dict(options or GenerationOptions()))
+
+    def _decoder(self) -> GPT:
+        if not isinstance(self.model, GPT):
+            raise ConfigError(f"{self.path}: is not a language model (a decoder such as GPT-2); only a decoder "
+                              "checkpoint generates text (`nlpforge pretrain --objective clm` trains one)")
+        return self.model
+
     def _task(self) -> Task:
+        if self.generates:
+            raise ConfigError(f"{self.path}: is a language model (a decoder); it generates text and has no task "
+                              "to predict")
         if self.task_spec is None:
             raise ConfigError(f"{self.path}: is a bare encoder with no task head; it can only embed")
         return self.task_spec

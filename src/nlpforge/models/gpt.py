@@ -13,7 +13,7 @@ Weights load from Hugging Face checkpoints through ``nlpforge.convert.gpt``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -198,17 +198,65 @@ class GPT(nn.Module):
         pad_token_id: int | None = None,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        repetition_penalty: float = 1.0,
     ) -> torch.Tensor:
         """Continue (B, T) prompts; returns (B, T + new) ids.
 
         Batched prompts must be left-padded, with ``attention_mask`` marking the real tokens.
         ``temperature == 0`` is greedy decoding; otherwise tokens are sampled from the softmax at
         that temperature, restricted to the ``top_k`` most likely (0 = all) and to the smallest
-        set whose probability reaches ``top_p``. A sequence stops at any of ``stop_token_ids``
-        (default: the config's eos) and is padded with ``pad_token_id`` until all have stopped.
+        set whose probability reaches ``top_p``. ``repetition_penalty`` (CTRL, as transformers)
+        lowers the scores of tokens already in the sequence. A sequence stops at any of
+        ``stop_token_ids`` (default: the config's eos) and is padded with ``pad_token_id`` until
+        all have stopped. The tokens come from ``stream``, one step at a time.
+        """
+        steps = self.stream(input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, stop_token_ids,
+                            pad_token_id, use_cache, generator, repetition_penalty)
+        return torch.cat([input_ids, *(token[:, None] for token in steps)], dim=1)
+
+    def stream(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        max_new_tokens: int = 20,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        stop_token_ids: Iterable[int] | None = None,
+        pad_token_id: int | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+        repetition_penalty: float = 1.0,
+    ) -> Generator[torch.Tensor, torch.Tensor | None, None]:
+        """``generate`` one step at a time: yields each step's (B,) new tokens as they are produced.
+
+        Rows that have stopped get ``pad_token_id``. The caller may ``send`` a (B,) bool tensor of
+        rows to stop now (a stop string matched in their text, say); the stream ends when every row
+        has stopped or after ``max_new_tokens`` steps. Closing it early is fine. Settings are
+        checked here, before the first step.
         """
         if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
             raise ConfigError("generate: need temperature >= 0, top_k >= 0 and 0 < top_p <= 1")
+        if not repetition_penalty > 0:
+            raise ConfigError(f"generate: repetition_penalty must be > 0, got {repetition_penalty}")
+        return self._steps(input_ids, attention_mask, max_new_tokens, temperature, top_k, top_p, stop_token_ids,
+                           pad_token_id, use_cache, generator, repetition_penalty)
+
+    @torch.no_grad()  # on a generator function: torch enters no_grad around every step
+    def _steps(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        max_new_tokens: int,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        stop_token_ids: Iterable[int] | None,
+        pad_token_id: int | None,
+        use_cache: bool,
+        generator: torch.Generator | None,
+        repetition_penalty: float,
+    ) -> Generator[torch.Tensor, torch.Tensor | None, None]:
         eos = self.config.eos_token_id
         stops = set(stop_token_ids) if stop_token_ids is not None else ({eos} if eos is not None else set())
         stop_ids = torch.tensor(sorted(stops), dtype=torch.long, device=input_ids.device)
@@ -219,23 +267,42 @@ class GPT(nn.Module):
         past: KVCache | None = None
         was_training = self.training
         self.eval()
-        for _ in range(max_new_tokens):
-            # Left padding: a token's position counts only the real tokens before it.
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            if past is None:
-                out = self(tokens, mask, positions, use_cache=use_cache)
-            else:
-                out = self(tokens[:, -1:], mask, positions[:, -1:], past, use_cache=True)
-            past = out.past_key_values
-            next_token = pick_next_token(out.logits[:, -1].float(), temperature, top_k, top_p, generator)
-            next_token = torch.where(finished, torch.full_like(next_token, pad), next_token)
-            tokens = torch.cat([tokens, next_token[:, None]], dim=1)
-            mask = torch.cat([mask, torch.ones_like(next_token)[:, None]], dim=1)
-            finished |= torch.isin(next_token, stop_ids)
-            if bool(finished.all()):
-                break
-        self.train(was_training)
-        return tokens
+        try:
+            for _ in range(max_new_tokens):
+                # Left padding: a token's position counts only the real tokens before it.
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                if past is None:
+                    out = self(tokens, mask, positions, use_cache=use_cache)
+                else:
+                    out = self(tokens[:, -1:], mask, positions[:, -1:], past, use_cache=True)
+                past = out.past_key_values
+                # The penalty counts the tokens under the mask: the prompts' (not their padding) and every new one.
+                next_token = pick_next_token(out.logits[:, -1].float(), temperature, top_k, top_p, generator,
+                                             repetition_penalty, tokens, mask)
+                next_token = torch.where(finished, torch.full_like(next_token, pad), next_token)
+                tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+                mask = torch.cat([mask, torch.ones_like(next_token)[:, None]], dim=1)
+                finished |= torch.isin(next_token, stop_ids)
+                stop_rows = yield next_token
+                if stop_rows is not None:
+                    finished |= stop_rows.to(finished.device, torch.bool)
+                if bool(finished.all()):
+                    break
+        finally:
+            self.train(was_training)
+
+
+def apply_repetition_penalty(
+    logits: torch.Tensor, previous_ids: torch.Tensor, penalty: float, previous_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """CTRL's repetition penalty, as transformers' ``RepetitionPenaltyLogitsProcessor``: the (B, V)
+    scores of tokens that occur in (B, S) ``previous_ids`` (where ``previous_mask`` is 1; default
+    everywhere) are divided by ``penalty`` when positive and multiplied by it when negative."""
+    weights = torch.ones_like(previous_ids) if previous_mask is None else previous_mask.to(previous_ids.dtype)
+    counts = torch.zeros(logits.shape, dtype=previous_ids.dtype, device=logits.device)
+    present = counts.scatter_add_(-1, previous_ids, weights) > 0  # (B, V); duplicates add up, none overwrite
+    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(present, penalised, logits)
 
 
 def pick_next_token(
@@ -244,8 +311,17 @@ def pick_next_token(
     top_k: int,
     top_p: float,
     generator: torch.Generator | None = None,
+    repetition_penalty: float = 1.0,
+    previous_ids: torch.Tensor | None = None,
+    previous_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(B, V) logits -> (B,) token ids: argmax when temperature is 0, else a filtered sample."""
+    """(B, V) logits -> (B,) token ids: argmax when temperature is 0, else a filtered sample.
+
+    With ``repetition_penalty != 1`` the scores of the tokens in ``previous_ids`` (B, S) are
+    penalised first (``apply_repetition_penalty``), before the temperature, as in transformers.
+    """
+    if repetition_penalty != 1.0 and previous_ids is not None:
+        logits = apply_repetition_penalty(logits, previous_ids, repetition_penalty, previous_mask)
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits / temperature

@@ -2,9 +2,14 @@
 
 Routes: ``POST /v1/predict``, ``POST /v1/embed``, ``GET /v1/model``, ``GET /health`` (alive),
 ``GET /ready`` (loaded and warmed), ``GET /metrics`` (Prometheus), ``GET /`` (playground page),
-``GET /docs`` (OpenAPI). Every error is JSON ``{"error": message, "field": name-or-null}``: 4xx for
+``GET /docs`` (OpenAPI). A decoder (language model) serves ``POST /v1/generate`` instead of
+predict and embed (those answer 400 naming the route to use; the OpenAPI schema lists the routes
+that work): JSON ``{"completion", "tokens", "finish_reason"}``, or with ``"stream": true``
+server-sent events ``data: {"text": ...}`` as the text is produced, then ``data: [DONE]``
+(serve/generation.py). Every error is JSON ``{"error": message, "field": name-or-null}``: 4xx for
 anything a client sends (the message names the field), 503 + Retry-After when the queue is full
-or the server is draining, 504 when a request outlives ``request_timeout_s``. No body a client can
+or the server is draining, 504 when a request outlives ``request_timeout_s`` (a generation: when
+it waits that long for a model). No body a client can
 send gets a 500: bodies are decoded as strict JSON (no NaN), nested at most ``MAX_JSON_DEPTH`` deep,
 and every text must be valid Unicode before it is queued, because a batch that fails fails for
 every request in it.
@@ -13,12 +18,14 @@ every request in it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
+import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
@@ -26,15 +33,32 @@ from json.decoder import scanstring
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from nlpforge.errors import NlpforgeError
+from nlpforge.generation import DEFAULTS as GENERATION_DEFAULTS
+from nlpforge.generation import MAX_PENALTY as MAX_REPETITION_PENALTY
+from nlpforge.generation import (
+    MAX_SEED,
+    MAX_STOP_CHARS,
+    MAX_STOP_STRINGS,
+    MAX_TEMPERATURE,
+    MIN_PENALTY,
+    MIN_TEMPERATURE,
+    GenerationOptions,
+    GenerationSettingError,
+    GenerationStep,
+    collect,
+    encode_prompt,
+)
 from nlpforge.predictor import Predictor
 from nlpforge.serve.batcher import DynamicBatcher, QueueFullError, ShuttingDownError
+from nlpforge.serve.generation import GenerationPool
 from nlpforge.serve.metrics import MetricsMiddleware, ServerMetrics
 from nlpforge.serve.workers import ThreadWorker, warm_up
+from nlpforge.settings import HELP
 from nlpforge.tasks.base import json_type
 
 API_VERSION = "v1"
@@ -46,6 +70,8 @@ MAX_JSON_DEPTH = 32
 # string is a lone one: not Unicode text, cannot be encoded as UTF-8, and the tokenizer raises on it.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _STRUCTURE = re.compile(r'[\[\]{}",:]')
+GENERATE_FIELDS = ("prompt", *(field.name for field in dataclasses.fields(GenerationOptions)), "stream")
+logger = logging.getLogger("nlpforge.serve")
 
 
 @dataclass
@@ -58,11 +84,14 @@ class ServeSettings:
     request_timeout_s: float = 30.0
     max_body_bytes: int = 1 << 20
     max_inputs: int = 64  # per request
-    max_chars: int = 20_000  # per input (all its strings together)
+    max_chars: int = 20_000  # per input (all its strings together); per prompt
+    max_new_tokens: int = 512  # per generation request
     api_key: str | None = None
     retry_after_s: int = 1
 
     def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise NlpforgeError(f"max new tokens per request must be >= 1, got {self.max_new_tokens}")
         if self.max_inputs > self.max_queue:
             raise NlpforgeError(f"max inputs per request ({self.max_inputs}) exceeds the queue bound "
                                 f"({self.max_queue}); raise --max-queue or lower the inputs limit")
@@ -83,6 +112,27 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     except UnicodeEncodeError:  # an error echoing a lone surrogate it was sent: \u escapes are valid JSON
         content = json.dumps(body).encode("ascii")
     return Response(content, status, headers, media_type="application/json")
+
+
+def _event(body: dict[str, Any]) -> bytes:
+    """One server-sent event; JSON escapes newlines, so the data is one line."""
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()
+
+
+class EventStream(StreamingResponse):
+    """Server-sent events whose generator is always closed, freeing its model instance, even when the client
+    goes away mid-stream (Starlette then stops iterating it without closing it)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
+def served_task(model: Predictor) -> str:
+    """What the server does with the model, in words (the startup line, the OpenAPI description)."""
+    return "text generation" if model.generates else model.task or "embeddings only"
 
 
 def build_app(artifact: str | os.PathLike[str], settings: ServeSettings | None = None, instances: int = 1,
@@ -114,7 +164,11 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
     metrics: ServerMetrics
     batcher = DynamicBatcher(workers, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
                              on_batch=lambda size, wait: metrics.on_batch(size, wait))
-    metrics = ServerMetrics(lambda: batcher.queue_depth, lambda: batcher.in_flight)
+    # A language model generates on the workers' model instances, one request at a time on each.
+    pool = GenerationPool([getattr(worker, "predictor", model) for worker in workers], settings.max_queue) \
+        if model.generates else None
+    metrics = ServerMetrics(lambda: batcher.queue_depth + (pool.waiting if pool else 0),
+                            lambda: batcher.in_flight + (pool.waiting + pool.running if pool else 0))
 
     async def warm_up_all() -> None:
         loop = asyncio.get_running_loop()
@@ -130,13 +184,15 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
         yield
         warming.cancel()
         await batcher.stop()  # uvicorn has stopped accepting; finish what is queued
+        if pool is not None:
+            await pool.close()
         for worker in workers:
             close = getattr(worker, "close", None)
             if close is not None:
                 close()
 
     app = FastAPI(title="nlpforge", version=API_VERSION, lifespan=lifespan,
-                  description=f"Model: {model.path} (task: {model.task or 'embeddings only'}, "
+                  description=f"Model: {model.path} (task: {served_task(model)}, "
                               f"backend: {model.backend})")
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
@@ -189,8 +245,11 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
     embed_doc = body_doc({"type": "string"}, "a gorgeous, witty film")
 
     @app.post(f"/{API_VERSION}/predict", dependencies=[Depends(authorized)], openapi_extra=predict_doc,
+              include_in_schema=pool is None,
               summary="Predict: labels + scores, entities with offsets, or answer + score + offsets")
     async def predict(request: Request) -> Response:
+        if pool is not None:
+            raise ClientError(400, f"{model.path} is a language model; use /{API_VERSION}/generate")
         if model.task is None:
             raise ClientError(400, f"{model.path} is an encoder without a task head; use /{API_VERSION}/embed")
         raw = _inputs_of(await _read_json(request, settings.max_body_bytes), settings)
@@ -200,8 +259,11 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
         return _json({"outputs": outputs, "latency_ms": round(1000 * (time.perf_counter() - start), 2)})
 
     @app.post(f"/{API_VERSION}/embed", dependencies=[Depends(authorized)], openapi_extra=embed_doc,
+              include_in_schema=pool is None,
               summary="Sentence embeddings (mean pooling of the encoder's last hidden states)")
     async def embed(request: Request) -> Response:
+        if pool is not None:
+            raise ClientError(400, f"{model.path} is a language model; use /{API_VERSION}/generate")
         if model.encoder is None:
             raise ClientError(400, f"{model.path}: an ONNX {model.task} model has no hidden-state output; "
                               "serve its torch checkpoint to embed")
@@ -213,6 +275,76 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
         vectors = await run("embed", raw)
         return _json({"embeddings": vectors, "dimension": len(vectors[0]),
                       "latency_ms": round(1000 * (time.perf_counter() - start), 2)})
+
+    async def generation_instance() -> int:
+        """A free model instance for one generation (503 while warming up or when too many wait, 504 after
+        the request timeout)."""
+        assert pool is not None
+        if not state["ready"]:
+            raise ClientError(503, "the model is still warming up; retry shortly", None,
+                              {"Retry-After": str(settings.retry_after_s)})
+        try:
+            return await pool.acquire(settings.request_timeout_s)
+        except QueueFullError:
+            raise ClientError(503, f"server busy: {pool.waiting} requests wait for the model (limit "
+                              f"{settings.max_queue}); retry later", None,
+                              {"Retry-After": str(settings.retry_after_s)}) from None
+        except ShuttingDownError:
+            raise ClientError(503, "server is shutting down; retry on another replica", None,
+                              {"Retry-After": str(settings.retry_after_s)}) from None
+        except TimeoutError:
+            raise ClientError(504, f"no model free within {settings.request_timeout_s:g} s; the server is "
+                              "overloaded", None) from None
+
+    @app.post(f"/{API_VERSION}/generate", dependencies=[Depends(authorized)], openapi_extra=generate_doc(settings),
+              include_in_schema=pool is not None,
+              summary="Continue a prompt (language models): the completion, or its text streamed as server-sent "
+                      "events")
+    async def generate(request: Request) -> Response:
+        if pool is None:
+            raise ClientError(400, f"{model.path} is not a language model; /{API_VERSION}/generate needs a decoder "
+                              "checkpoint (GPT-2 family, e.g. from `nlpforge pretrain --objective clm`)")
+        prompt, options, stream = _generate_request(await _read_json(request, settings.max_body_bytes), settings)
+        try:
+            encode_prompt(model.tokenizer, prompt, model.model.config.max_positions, "prompt")
+        except NlpforgeError as error:
+            raise ClientError(422, str(error), "prompt") from None
+        index = await generation_instance()
+        try:
+            steps = pool.predictors[index].stream(prompt, options)
+        except BaseException:
+            pool.release(index)
+            raise
+        if stream:
+            return EventStream(_events(pool, index, steps), media_type="text/event-stream",
+                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        start = time.perf_counter()
+        try:
+            completion = (await pool.run(index, collect, steps, 1))[0]
+        finally:
+            pool.finish(index, steps)
+        metrics.generated_tokens.inc(completion.tokens)
+        return _json({"completion": completion.text, "tokens": completion.tokens,
+                      "finish_reason": completion.finish_reason,
+                      "latency_ms": round(1000 * (time.perf_counter() - start), 2)})
+
+    async def _events(pool: GenerationPool, index: int, steps: Iterator[GenerationStep]) -> AsyncIterator[bytes]:
+        """``data: {"text": ...}`` per piece of text; the last event adds ``tokens`` and ``finish_reason``; then
+        ``data: [DONE]``. A failure after the status line went out ends the stream with ``data: {"error": ...}``."""
+        try:
+            while (step := await pool.run(index, next, steps, None)) is not None:
+                if step.done:
+                    metrics.generated_tokens.inc(step.tokens[0])
+                    yield _event({"text": step.texts[0], "tokens": step.tokens[0],
+                                  "finish_reason": step.finish_reasons[0]})
+                elif step.texts[0]:
+                    yield _event({"text": step.texts[0]})
+            yield b"data: [DONE]\n\n"
+        except Exception as error:
+            logger.exception("generation failed after its stream started")
+            yield _event({"error": f"generation failed ({type(error).__name__}); see the server log"})
+        finally:
+            pool.finish(index, steps)
 
     @app.get(f"/{API_VERSION}/model", dependencies=[Depends(authorized)], summary="What is being served")
     async def describe() -> Response:
@@ -226,7 +358,8 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
     async def ready() -> Response:
         body = {"ready": state["ready"], "task": model.task, "labels": model.labels,
                 "input_schema": task.input_schema if task else {"type": "string"},
-                "auth": settings.api_key is not None, "queue_depth": batcher.queue_depth}
+                "generate": pool is not None, "auth": settings.api_key is not None,
+                "queue_depth": batcher.queue_depth + (pool.waiting if pool else 0)}
         return _json(body, 200 if state["ready"] else 503)
 
     @app.get("/metrics", dependencies=[Depends(authorized)], summary="Prometheus metrics")
@@ -369,3 +502,74 @@ def _parse(model: Predictor, record: Any, index: int) -> Any:
         message = str(error)
         field = message.split(":", 1)[0] if message.startswith(where) else where
         raise ClientError(422, message, field) from None
+
+
+def generate_doc(settings: ServeSettings) -> dict[str, Any]:
+    """The OpenAPI request body of /v1/generate: the GenerationOptions fields, bounded as they are checked."""
+    described = {field.name: {"description": field.metadata.get(HELP, "")}
+                 for field in dataclasses.fields(GenerationOptions)}
+    defaults = GENERATION_DEFAULTS
+    properties = {
+        "prompt": {"type": "string", "minLength": 1, "maxLength": settings.max_chars,
+                   "description": "The text to continue (the completion does not repeat it)."},
+        "max_new_tokens": {"type": "integer", "minimum": 1, "maximum": settings.max_new_tokens,
+                           "default": min(defaults.max_new_tokens, settings.max_new_tokens)},
+        "temperature": {"type": "number", "anyOf": [{"const": 0}, {"minimum": MIN_TEMPERATURE,
+                                                                   "maximum": MAX_TEMPERATURE}],
+                        "default": defaults.temperature},
+        "top_k": {"type": "integer", "minimum": 0, "default": defaults.top_k},
+        "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": defaults.top_p},
+        "repetition_penalty": {"type": "number", "minimum": MIN_PENALTY, "maximum": MAX_REPETITION_PENALTY,
+                               "default": defaults.repetition_penalty},
+        "stop": {"type": "array", "maxItems": MAX_STOP_STRINGS,
+                 "items": {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}},
+        "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_SEED},
+        "stream": {"type": "boolean", "default": False,
+                   "description": 'true: answer text/event-stream, data: {"text": ...} per piece, then '
+                                  "data: [DONE]"},
+    }
+    for name, extra in described.items():
+        properties[name] = {**extra, **properties[name]}
+    schema = {"type": "object", "required": ["prompt"], "additionalProperties": False, "properties": properties,
+              "example": {"prompt": "Once upon a time", "max_new_tokens": 20, "temperature": 0.8}}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _generate_request(payload: Any, settings: ServeSettings) -> tuple[str, GenerationOptions, bool]:
+    """(prompt, options, stream) of a /v1/generate body; a 4xx ClientError naming the field otherwise.
+    A null field takes its default."""
+    if not isinstance(payload, dict):
+        raise ClientError(422, f'body must be a JSON object like {{"prompt": "Once upon a time"}}, not '
+                          f"{json_type(payload)}")
+    unknown = sorted(set(payload) - set(GENERATE_FIELDS))
+    if unknown:
+        raise ClientError(422, f"unknown field {unknown[0]!r}; the body takes {', '.join(GENERATE_FIELDS)}",
+                          unknown[0])
+    prompt = payload.get("prompt")
+    if prompt is None:
+        raise ClientError(422, "field 'prompt' is required: the text to continue", "prompt")
+    if not isinstance(prompt, str):
+        raise ClientError(422, f"field 'prompt' must be a string, not {json_type(prompt)}", "prompt")
+    if len(prompt) > settings.max_chars:
+        raise ClientError(413, f"prompt: {len(prompt)} characters exceed the limit of {settings.max_chars}",
+                          "prompt")
+    if _SURROGATE.search(prompt):
+        raise ClientError(422, "prompt: holds a lone surrogate (a \\ud800-\\udfff escape without its pair), "
+                          "which is not Unicode text; send valid UTF-8", "prompt")
+    if not prompt.strip():
+        raise ClientError(422, "prompt: is empty; send some text to continue", "prompt")
+    stream = payload.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise ClientError(422, f"field 'stream' must be true or false, not {json_type(stream)}", "stream")
+    values = {name: value for name, value in payload.items() if name not in ("prompt", "stream") and value is not None}
+    values.setdefault("max_new_tokens", min(GENERATION_DEFAULTS.max_new_tokens, settings.max_new_tokens))
+    if isinstance(values.get("stop"), str):  # one stop string given bare
+        values["stop"] = [values["stop"]]
+    try:
+        options = GenerationOptions(**values)
+    except GenerationSettingError as error:
+        raise ClientError(422, str(error), error.field) from None
+    if options.max_new_tokens > settings.max_new_tokens:
+        raise ClientError(422, f"max_new_tokens: at most {settings.max_new_tokens} on this server, got "
+                          f"{options.max_new_tokens}", "max_new_tokens")
+    return prompt, options, bool(stream)

@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Routes are labelled by path only when known, so random URLs cannot blow up label cardinality.
-KNOWN_ROUTES = ("/v1/predict", "/v1/embed", "/v1/model", "/health", "/ready", "/metrics", "/")
+KNOWN_ROUTES = ("/v1/predict", "/v1/embed", "/v1/generate", "/v1/model", "/health", "/ready", "/metrics", "/")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -36,6 +36,8 @@ class ServerMetrics:
                                     "How long the oldest input of a batch waited for its model call.",
                                     buckets=LATENCY_BUCKETS, registry=self.registry)
         self.inputs = Counter("nlpforge_inputs", "Inputs run through the model.", registry=self.registry)
+        self.generated_tokens = Counter("nlpforge_generated_tokens", "Tokens generated (/v1/generate).",
+                                        registry=self.registry)
         depth = Gauge("nlpforge_queue_depth", "Inputs waiting for a model call.", registry=self.registry)
         depth.set_function(queue_depth)
         flight = Gauge("nlpforge_inputs_in_flight", "Inputs queued or running.", registry=self.registry)

@@ -1,6 +1,7 @@
 """How a model instance runs a batch for the server: ``(kind, inputs) -> results``.
 
-``kind`` is "predict" (inputs already checked by ``Predictor.parse``) or "embed" (strings). The
+``kind`` is "predict" (inputs already checked by ``Predictor.parse``), "embed" (strings) or
+"generate" ((prompt, GenerationOptions) pairs of a language model, run one after another). The
 batcher calls a worker from that instance's own thread; torch and onnxruntime release the GIL
 inside their kernels, so the event loop keeps answering while a batch runs.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nlpforge.generation import GenerationOptions
 from nlpforge.predictor import Predictor
 
 
@@ -16,12 +18,16 @@ def run_on(predictor: Predictor, kind: str, inputs: list[Any]) -> list[Any]:
     """One batch on ``predictor``: predictions, or embeddings as lists of floats (JSON-ready)."""
     if kind == "embed":
         return [vector.tolist() for vector in predictor.embed(inputs)]
+    if kind == "generate":
+        return [predictor.generate(prompt, options)[0] for prompt, options in inputs]
     return predictor.predict_parsed(inputs)
 
 
 def warm_up(predictor: Predictor, run: Any) -> None:
     """One small call through ``run`` so the first request does not pay for lazy initialisation."""
-    if predictor.task_spec is None:
+    if predictor.generates:
+        run("generate", [("warm up", GenerationOptions(max_new_tokens=2, temperature=0.0))])
+    elif predictor.task_spec is None:
         run("embed", ["warm up"])
     else:
         run("predict", [predictor.parse(predictor.task_spec.warmup_input, "warm-up")])
