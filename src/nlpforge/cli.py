@@ -18,11 +18,13 @@ from typing import Annotated
 import typer
 
 from nlpforge.cli_options import flag_name, given, options, register
+from nlpforge.cli_tokenizer import tokenizer_app
 from nlpforge.data.options import DataOptions
 from nlpforge.errors import ConfigError, InputDataError, NlpforgeError
 from nlpforge.generation import GenerationOptions, GenerationSettingError
 from nlpforge.locate import require_file, resolve_directory
-from nlpforge.recipes.configs import CompressArgs, FinetuneArgs
+from nlpforge.recipes.configs import CompressArgs, FinetuneArgs, PretrainArgs
+from nlpforge.wordvec import Word2VecArgs
 
 app = typer.Typer(
     name="nlpforge",
@@ -32,6 +34,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,  # plain click help: wraps at the terminal width (80 columns when piped)
 )
+app.add_typer(tokenizer_app, name="tokenizer")
 
 
 class TargetFormat(str, Enum):
@@ -363,6 +366,63 @@ register(app, "compress", compress, [
     inspect.Parameter("teacher", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
         str, typer.Argument(help="Fine-tuned teacher checkpoint (nlpforge train).")])],
     [*options(CompressArgs, skip=("teacher", "data")), *options(DataOptions)], compress.__doc__ or "")
+
+
+def pretrain(**flags: object) -> None:
+    """Pre-train from scratch (--config) or continue pre-training (--model) on unlabelled text.
+
+    Held-out loss, perplexity and accuracy go to OUT/metrics.jsonl at every evaluation, where the
+    model is saved too (transformers loads it as AutoModelForMaskedLM / AutoModelForCausalLM);
+    `nlpforge train --model OUT` fine-tunes it.
+    """
+    values = given(PretrainArgs, flags)
+    for name in ("model", "tokenizer"):
+        if values.get(name):
+            resolve_directory(str(values[name]))
+    args = PretrainArgs(**values)
+    from nlpforge.recipes.pretrain import pretrain as run_pretrain
+
+    typer.echo(json.dumps(run_pretrain(args), indent=2))
+
+
+register(app, "pretrain", pretrain, [], options(PretrainArgs), pretrain.__doc__ or "")
+
+
+def word2vec(corpus: list[Path], **flags: object) -> None:
+    """Train static word vectors (gensim word2vec) on plain-text files; prints a JSON summary.
+
+    Writes --out/vectors.bin (word2vec binary format: gensim's KeyedVectors.load_word2vec_format
+    and the original word2vec tools load it) and --out/wordvec.json. Progress goes to stderr.
+    """
+    from nlpforge.wordvec import train_word2vec
+
+    args = Word2VecArgs(corpus=[str(path) for path in corpus], **given(Word2VecArgs, flags))
+    summary = train_word2vec(args, progress=lambda line: typer.echo(line, err=True))
+    typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+
+
+register(app, "word2vec", word2vec, [
+    inspect.Parameter("corpus", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[
+        list[Path], typer.Option("--corpus", metavar="<path>", help=(
+            "Plain-text corpus file, one sentence or paragraph per line (repeat for several files; <doc> tag "
+            "lines are skipped)."))])],
+    options(Word2VecArgs, skip=("corpus",)), word2vec.__doc__ or "")
+
+
+@app.command("word2vec-eval")
+def word2vec_eval(
+    vectors: Annotated[Path, typer.Argument(help="Word-vector directory written by `nlpforge word2vec`.")],
+    analogies: Annotated[Path | None, typer.Option(help="Analogy questions in the Google format "
+                                                        "(questions-words.txt).")] = None,
+    similarity: Annotated[list[Path] | None, typer.Option(metavar="<path>", help=(
+        "Word-pair similarity file (WordSim-353, SimLex-999, ...); repeat for several."))] = None,
+    restrict_vocab: Annotated[int, typer.Option(min=1, help="Use only the N most frequent words.")] = 300_000,
+) -> None:
+    """Evaluate word vectors: analogy accuracy (%) and per-file Spearman with the OOV ratio, as JSON."""
+    from nlpforge.wordvec import evaluate_vectors
+
+    result = evaluate_vectors(vectors, analogies, similarity or [], restrict_vocab)
+    typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
 
 class Backend(str, Enum):
