@@ -49,7 +49,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_multilabel(root / "train.jsonl", 300, seed=0)
     write_multilabel(root / "dev.jsonl", 60, seed=1)
     finetune(FinetuneArgs(task="multilabel", model=str(root / "base"), train=str(root / "train.jsonl"),
-                          eval=str(root / "dev.jsonl"), out=str(root / "model"), epochs=10, batch_size=16,
+                          eval=str(root / "dev.jsonl"), out=str(root / "model"), epochs=15, batch_size=16,
                           learning_rate=3e-3, warmup_ratio=0.0, max_length=16, progress=False, seed=3,
                           data={"label_column": "labels"}))
     return root
@@ -138,3 +138,24 @@ def test_compress_and_serve(trained: Path, tmp_path: Path, monkeypatch, capsys) 
         assert answer.status_code == 200, answer.text
         assert answer.json()["outputs"] == predictor.predict(["y b", "x z"])
         assert client.post("/v1/predict", json={"inputs": [{"text": "a", "label": "b"}]}).status_code == 422
+
+
+def test_a_new_head_starts_at_the_label_priors_and_may_learn_faster(tmp_path: Path) -> None:
+    from nlpforge.recipes.finetune import parameter_groups
+    from nlpforge.tasks import task_model_from_encoder
+
+    save_letter_model(tmp_path / "base")
+    task = get_task("multilabel")
+    encoder = load_checkpoint(tmp_path / "base", head="base")
+    model = task_model_from_encoder(encoder.model, task, 3)
+    features = [{"labels": [1, 0, 0]}, {"labels": [1, 1, 0]}, {"labels": [0, 0, 0]}, {"labels": [1, 0, 0]}]
+    task.init_head(model, features)
+    probabilities = torch.sigmoid(model.head.out.bias)
+    assert_close(probabilities, torch.tensor([0.75, 0.25, 1e-4]), atol=1e-6, rtol=1e-4)
+
+    groups = parameter_groups(model, 0.01, 1e-4, 3e-3)
+    head = {id(p) for p in model.head.parameters()}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    for group in groups:
+        assert group["lr"] == (3e-3 if id(group["params"][0]) in head else 1e-4)
+        assert all((id(p) in head) == (id(group["params"][0]) in head) for p in group["params"])

@@ -41,6 +41,9 @@ class FinetuneArgs:
     batch_size: int = setting(32, "Examples per micro-batch (all processes together).")
     grad_accum: int = setting(1, "Micro-batches per optimizer step.")
     learning_rate: float = setting(5e-5, "Peak AdamW learning rate.")
+    head_learning_rate: float | None = setting(None, "Peak learning rate of the new task head (default: "
+                                                     "--learning-rate); a higher one helps heads with many "
+                                                     "rare outputs, e.g. multilabel.")
     weight_decay: float = setting(0.01, "AdamW weight decay (none on biases and LayerNorm).")
     warmup_ratio: float = setting(0.1, "Share of the steps warming the learning rate up.")
     max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
@@ -68,6 +71,8 @@ class FinetuneArgs:
             raise ConfigError(f"--track {self.track!r}: choose one of {', '.join(TRACKERS)}")
         _check_positive(self, ("batch_size", "grad_accum", "max_length", "save_every", "log_every",
                                "eval_batch_size"))
+        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
+            raise ConfigError(f"--head-learning-rate must be > 0, got {self.head_learning_rate}")
         if self.epochs <= 0 or self.learning_rate <= 0:
             raise ConfigError("--epochs and --learning-rate must be > 0")
         if not 0 <= self.warmup_ratio < 1:

@@ -41,17 +41,31 @@ from nlpforge.tracking import NoTracker, Tracker, start_tracking
 RESUME_DIR, METRICS_FILE = TRAINING_STATE
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on biases and LayerNorm weights (1-d parameters)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def parameter_groups(model: nn.Module, weight_decay: float, learning_rate: float | None = None,
+                     head_learning_rate: float | None = None) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and LayerNorm weights (1-d parameters); with
+    ``head_learning_rate``, the task head (``model.head``) learns at that rate, the rest at
+    ``learning_rate``."""
+    head = getattr(model, "head", None) if head_learning_rate is not None else None
+    in_head = {id(p) for p in head.parameters()} if isinstance(head, nn.Module) else set()
+    groups = []
+    for is_head in (False, True):
+        rate = head_learning_rate if is_head else learning_rate
+        params = [p for p in model.parameters() if p.requires_grad and (id(p) in in_head) == is_head]
+        for decays in (True, False):
+            chosen = [p for p in params if (p.ndim > 1) == decays]
+            if chosen or not is_head:
+                group = {"params": chosen, "weight_decay": weight_decay if decays else 0.0}
+                groups.append(group if rate is None else {**group, "lr": rate})
+    return groups
 
 
-def adamw(model: nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+def adamw(model: nn.Module, learning_rate: float, weight_decay: float,
+          head_learning_rate: float | None = None) -> torch.optim.AdamW:
     """AdamW with the fused kernel (one pass over all parameters per step: ~4x cheaper steps on CPU
     than the per-tensor loop for MiniLM-size models)."""
-    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=learning_rate, fused=True)
+    groups = parameter_groups(model, weight_decay, learning_rate, head_learning_rate)
+    return torch.optim.AdamW(groups, lr=learning_rate, fused=True)
 
 
 def linear_schedule(warmup_steps: int, total_steps: int) -> Any:
@@ -237,6 +251,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     else:
         encoder = base.model if base.head == "base" else load_checkpoint(args.model, head="base").model
         model = task_model_from_encoder(encoder, task, len(labels) if labels else 2)
+        task.init_head(model, features)
     model.train()
     class_weights = task.class_weights(features, len(labels)) if args.class_weights and labels else None
     trained = nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
@@ -244,7 +259,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
 
     steps_per_epoch = math.ceil(math.ceil(len(features) / args.batch_size) / args.grad_accum)
     total_steps = max(1, math.ceil(steps_per_epoch * args.epochs))
-    optimizer = adamw(model, args.learning_rate, args.weight_decay)
+    optimizer = adamw(model, args.learning_rate, args.weight_decay, args.head_learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_schedule(int(args.warmup_ratio * total_steps), total_steps)
     )

@@ -171,6 +171,22 @@ class MultiLabelTask(EncoderTask):
         positives = targets.sum(dim=0).clamp(min=1)
         return ((len(features) - positives) / positives).clamp(min=1.0)
 
+    def init_head(self, model: nn.Module, features: Sequence[dict[str, Any]]) -> None:
+        """Start each label's output bias at its log-odds on the training features (the prior).
+
+        A fresh head predicts every label at probability 0.5, while a label is usually rare (DuIE:
+        1.4 of 48 per sentence). Starting at 0.5, the first hundreds of steps go into pushing every
+        output down, and the encoder's features are bent to carry that constant instead of the
+        input (the loss stalls at the prior's entropy). Starting at the prior, the gradients carry
+        only what distinguishes the examples (the focal-loss paper's initialisation).
+        """
+        if not features:
+            return
+        targets = torch.tensor([f["labels"] for f in features], dtype=torch.float64)  # (N, C)
+        prior = targets.mean(dim=0).clamp(1e-4, 1 - 1e-4)
+        with torch.no_grad():
+            model.head.out.bias.copy_(torch.log(prior / (1 - prior)).float())
+
     def tune(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, heldout: Sequence[MultiLabelExample],
              labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> MultiLabelTask:
         """This task with the threshold of best micro-F1 on ``heldout`` (unchanged when it is empty)."""
