@@ -186,6 +186,34 @@ class LogWindow:
 
 
 @dataclass
+class Progress:
+    """Where the training log goes: the progress bar, metrics.jsonl (rank 0) and the tracker."""
+
+    run: Run
+    bar: Any  # tqdm
+    out: Path
+    tracker: Tracker
+    window: LogWindow = dataclasses.field(default_factory=LogWindow)
+
+    def log(self, step: int, epoch: int, lr: float, grad_accum: int) -> None:
+        """Write the record of the steps since the last one."""
+        record = self.window.flush(step, epoch, lr, grad_accum)
+        record["loss"] = self.run.mean(record["loss"])  # each process saw 1/N of every batch
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
+        if self.run.main:
+            log_line(self.out, record)
+            self.tracker.log_metrics(record, step)
+
+
+def optimizer_step(model: nn.Module, optimizer: Any, scheduler: Any, max_grad_norm: float) -> None:
+    """One update: clip the gradients' norm, step, advance the schedule, clear the gradients."""
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+@dataclass
 class Evaluation:
     """What evaluating and keeping the best checkpoint reads (rank 0 only)."""
 
@@ -279,7 +307,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
 
     bar = tqdm(total=total_steps, initial=state.step, desc=f"train {task.name}", unit="step",
                disable=not (args.progress and run.main), dynamic_ncols=True)
-    window = LogWindow()
+    progress = Progress(run, bar, out, tracker)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
     stopped = False
     loop_start, tokens_trained = time.perf_counter(), 0  # this process's run (since the resume point)
@@ -292,24 +320,16 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
                 loss = task.loss(output, batch, class_weights) / args.grad_accum
             loss.backward()
             tokens = int(batch["attention_mask"].sum()) * run.world
-            window.add(loss.item(), len(batches[index]), tokens)
+            progress.window.add(loss.item(), len(batches[index]), tokens)
             tokens_trained += tokens
             state.batch = index + 1
             if state.batch % args.grad_accum and state.batch < len(batches):
                 continue
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(model, optimizer, scheduler, args.max_grad_norm)
             state.step += 1
             bar.update(1)
             if state.step % args.log_every == 0 or state.step == total_steps:
-                record = window.flush(state.step, state.epoch, scheduler.get_last_lr()[0], args.grad_accum)
-                record["loss"] = run.mean(record["loss"])  # each process saw 1/N of every batch
-                bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
-                if run.main:
-                    log_line(out, record)
-                    tracker.log_metrics(record, state.step)
+                progress.log(state.step, state.epoch, scheduler.get_last_lr()[0], args.grad_accum)
             if eval_examples is not None and args.eval_every and state.step % args.eval_every == 0:
                 stopped = evaluate_on_main()
             if state.step % args.save_every == 0 and run.main:

@@ -39,13 +39,14 @@ from nlpforge.pretraining.objective import Scores
 from nlpforge.recipes.configs import PretrainArgs
 from nlpforge.recipes.finetune import (
     RESUME_DIR,
-    LogWindow,
+    Progress,
     Run,
     adamw,
     epoch_batches,
     linear_schedule,
     load_resume,
     log_line,
+    optimizer_step,
     save_resume,
     seed_everything,
 )
@@ -207,7 +208,7 @@ def pretrain(args: PretrainArgs) -> dict[str, Any]:
 
     bar = tqdm(total=args.max_steps, initial=state.step, desc=f"pretrain {args.objective}", unit="step",
                disable=not (args.progress and run.main), dynamic_ncols=True)
-    window = LogWindow()
+    progress = Progress(run, bar, out, tracker)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
     loop_start, tokens_trained, steps_before = time.perf_counter(), 0, state.step
     if state.step == 0 and run.main:
@@ -220,26 +221,19 @@ def pretrain(args: PretrainArgs) -> dict[str, Any]:
             batch = objective.batch(train_blocks.rows(indices), indices, tokenizer, generator)
             with autocast:
                 loss, _ = objective.loss(trained, batch)
-            (loss / args.grad_accum).backward()
+                loss = loss / args.grad_accum
+            loss.backward()
             tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
-            window.add(loss.item(), len(indices), tokens * run.world)
+            progress.window.add(loss.item(), len(indices), tokens * run.world)
             tokens_trained += tokens * run.world
             state.batch = index + 1
             if state.batch % args.grad_accum and state.batch < len(batches):
                 continue
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(model, optimizer, scheduler, args.max_grad_norm)
             state.step += 1
             bar.update(1)
             if state.step % args.log_every == 0 or state.step == args.max_steps:
-                record = window.flush(state.step, state.epoch, scheduler.get_last_lr()[0], args.grad_accum)
-                record["loss"] = run.mean(record["loss"])
-                bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
-                if run.main:
-                    log_line(out, record)
-                    tracker.log_metrics(record, state.step)
+                progress.log(state.step, state.epoch, scheduler.get_last_lr()[0], args.grad_accum)
             if state.step % args.eval_every == 0:
                 evaluate_and_save()
             if state.step % args.save_every == 0 and run.main:
