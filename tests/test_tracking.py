@@ -43,3 +43,22 @@ def test_train_with_mlflow_logs_params_metrics_and_model(tiny_bert_dir: Path, tm
     assert [m.step for m in client.get_metric_history(run.info.run_id, "eval_accuracy")] == [4, 8]
     logged = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "m")}
     assert {"m/model.safetensors", "m/nlpforge.json", "m/config.json"} <= logged
+
+
+def test_pretrain_with_mlflow_logs_params_and_perplexity(tiny_bert_dir: Path, tmp_path: Path, monkeypatch,
+                                                         capsys) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("aa ae ai ao au ay ar as at .\n" * 200)
+    code, _, err = run_cli(monkeypatch, capsys, "pretrain", "--objective", "mlm", "--model", tiny_bert_dir,
+                           "--corpus", corpus, "--out", tmp_path / "p", "--max-steps", "4", "--eval-every", "2",
+                           "--block-size", "16", "--batch-size", "4", "--log-every", "1", "--track", "mlflow",
+                           "--no-progress")
+    assert code == 0, err
+    client = mlflow.tracking.MlflowClient((tmp_path / "mlruns").as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("nlpforge").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["objective"] == "mlm"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "eval_perplexity")] == [0, 2, 4]
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 4
