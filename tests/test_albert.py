@@ -115,7 +115,7 @@ def test_mlm_plus_sop_loss_equals_albert_for_pretraining(tmp_path: Path, tiny_vo
     blocks = list(objective.blocks(tokenizer, documents, 24, seed=0))
     assert {b["pair_label"] for b in blocks} == {0, 1}  # kept and swapped pairs
     rows = {name: np.array([b[name] for b in blocks]) for name in objective.fields(24)}
-    batch = objective.batch(rows, list(range(len(blocks))), tokenizer, torch.Generator().manual_seed(0))
+    batch = objective.batch(rows, list(range(len(blocks))), tokenizer, epoch=0)
     loss, _ = objective.loss(ours, batch)
     expected = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                   token_type_ids=batch["token_type_ids"], labels=batch["labels"],
@@ -133,7 +133,7 @@ def test_encoder_objectives_build_an_albert(objective_name: str, tiny_vocab: Pat
     documents = [["ab ac ad ae af", "ba be bi bo bu", "ca ce ci co cu"] for _ in range(10)]
     blocks = list(objective.blocks(tokenizer, documents, 16, seed=0))
     rows = {name: np.array([b[name] for b in blocks]) for name in objective.fields(16)}
-    batch = objective.batch(rows, list(range(len(blocks))), tokenizer, torch.Generator().manual_seed(0))
+    batch = objective.batch(rows, list(range(len(blocks))), tokenizer, epoch=0)
     loss, scores = objective.loss(model, batch)
     loss.backward()
     assert torch.isfinite(loss) and scores.tokens > 0

@@ -42,7 +42,7 @@ def test_mlm_plus_nsp_loss_equals_bert_for_pretraining(tmp_path: Path, tiny_voca
     blocks = list(objective.blocks(tokenizer, documents, 24, seed=0))
     assert blocks and {b["pair_label"] for b in blocks} <= {0, 1}
     rows = {name: np.array([b[name] for b in blocks]) for name in objective.fields(24)}
-    batch = objective.batch(rows, list(range(len(blocks))), tokenizer, torch.Generator().manual_seed(0))
+    batch = objective.batch(rows, list(range(len(blocks))), tokenizer, epoch=0)
     assert (batch["labels"] != -100).any()
     loss, scores = objective.loss(ours, batch)
     expected = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -61,7 +61,7 @@ def test_mlm_loss_equals_bert_for_masked_lm(tmp_path: Path, tiny_vocab: Path) ->
     documents = [["ab ac ad ae", "ba bo bu by", "ca ce ci co"] for _ in range(10)]
     blocks = list(objective.blocks(tokenizer, documents, 16, seed=0))
     rows = {name: np.array([b[name] for b in blocks]) for name in objective.fields(16)}
-    batch = objective.batch(rows, list(range(len(blocks))), tokenizer, torch.Generator().manual_seed(1))
+    batch = objective.batch(rows, list(range(len(blocks))), tokenizer, epoch=1)
     loss, _ = objective.loss(ours, batch)
     assert_close(loss, hf(input_ids=batch["input_ids"], labels=batch["labels"]).loss, atol=1e-5, rtol=1e-5)
 
@@ -72,8 +72,7 @@ def test_clm_loss_equals_gpt2_lm_head_model(tmp_path: Path) -> None:
     objective = get_objective("clm")
     ours = objective.extend(load_checkpoint(tmp_path / "gpt").model).eval()
     ids = torch.randint(0, 98, (3, 20), generator=torch.Generator().manual_seed(0))
-    batch = objective.batch({"input_ids": ids.numpy().astype(np.int32)}, [0, 1, 2], None,
-                            torch.Generator())
+    batch = objective.batch({"input_ids": ids.numpy().astype(np.int32)}, [0, 1, 2], None, epoch=0)
     loss, scores = objective.loss(ours, batch)
     assert_close(loss, hf(input_ids=ids, labels=ids).loss, atol=1e-5, rtol=1e-5)
     assert scores.tokens == 3 * 19
@@ -113,9 +112,12 @@ def test_static_masks_repeat_and_dynamic_masks_change(tiny_vocab: Path) -> None:
         objective = get_objective("mlm", static=static)
         blocks = list(objective.blocks(tokenizer, documents, 16, seed=0))
         rows = {name: np.array([b[name] for b in blocks]) for name in objective.fields(16)}
-        first = objective.batch(rows, list(range(len(blocks))), tokenizer, torch.Generator().manual_seed(1))
-        second = objective.batch(rows, list(range(len(blocks))), tokenizer, torch.Generator().manual_seed(2))
+        first = objective.batch(rows, list(range(len(blocks))), tokenizer, epoch=0)
+        second = objective.batch(rows, list(range(len(blocks))), tokenizer, epoch=1)
         assert torch.equal(first["labels"], second["labels"]) is same
+        # a block's mask does not depend on the other blocks of its batch (processes mask their shares)
+        alone = objective.batch({k: v[3:5] for k, v in rows.items()}, [3, 4], tokenizer, epoch=0)
+        assert torch.equal(alone["labels"], first["labels"][3:5])
 
 
 def test_word_starts_wordpiece_and_chinese() -> None:

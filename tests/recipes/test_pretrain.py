@@ -169,3 +169,35 @@ def test_albert_from_scratch_with_mlm_plus_sop(tmp_path: Path, tiny_vocab: Path,
     batch = ours.tokenizer(["aa ae ai [MASK] ao", "ba be"], return_tensors="pt", padding=True)
     with torch.no_grad():
         assert_close(ours.model(**batch).logits, theirs(**batch).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_two_process_ddp_trains_like_one(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """Under torchrun each process masks its share of a batch as one process would (a block's mask
+    depends on the block and epoch only) and weights its loss by its share of the scored tokens."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    model = tiny_hf_model("BertModel")  # no dropout: its random draws would differ between the runs
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+    model.save_pretrained(tmp_path / "nodrop")
+    load_checkpoint(tiny_bert_dir).tokenizer.save_pretrained(tmp_path / "nodrop")
+    tiny_bert_dir = tmp_path / "nodrop"
+    corpus = write_corpus(tmp_path / "corpus.txt", documents=120)
+    pretrain(args(tiny_bert_dir, corpus, tmp_path / "single", max_steps=20, eval_every=20, threads=1))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+               "-m", "nlpforge.cli", "pretrain", "--objective", "mlm", "--model", str(tiny_bert_dir),
+               "--corpus", str(corpus), "--out", str(tmp_path / "ddp"), "--max-steps", "20", "--eval-every", "20",
+               "--block-size", "16", "--batch-size", "8", "--learning-rate", "1e-3", "--eval-blocks", "0",
+               "--heldout-share", "0.1", "--seed", "3", "--threads", "1", "--log-every", "1", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    single, ddp = ([r for r in metrics(tmp_path / run) if "eval_perplexity" in r] for run in ("single", "ddp"))
+    assert [r["step"] for r in ddp] == [0, 20] and single[0]["eval_perplexity"] == ddp[0]["eval_perplexity"]
+    assert ddp[-1]["eval_perplexity"] == pytest.approx(single[-1]["eval_perplexity"], rel=1e-3)
+    losses = [[r["loss"] for r in metrics(tmp_path / run) if "loss" in r] for run in ("single", "ddp")]
+    assert len(losses[0]) == 20 and losses[0] == pytest.approx(losses[1], abs=1e-3)
+    assert ddp[-1]["eval_perplexity"] < 0.8 * ddp[0]["eval_perplexity"]

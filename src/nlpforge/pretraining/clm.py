@@ -68,7 +68,7 @@ class CausalLMObjective:
         return model
 
     def batch(self, rows: dict[str, np.ndarray], indices: Sequence[int], tokenizer: PreTrainedTokenizerBase,
-              generator: torch.Generator) -> dict[str, torch.Tensor]:
+              epoch: int) -> dict[str, torch.Tensor]:
         ids = torch.from_numpy(rows["input_ids"].astype(np.int64))  # (B, T)
         return {"input_ids": ids}
 

@@ -5,9 +5,9 @@ selected (Chinese words from jieba, English words from the tokenizer's ``##`` / 
 until 15% of the tokens are covered. Either way the selection is corrupted 80/10/10
 (``masking.corrupt``) and the loss is the cross-entropy at the selected positions only.
 
-Masks are dynamic (RoBERTa): drawn again each time a block is batched. ``static=True`` draws a
-block's mask from its index alone, so it is the same in every epoch (BERT's original recipe,
-kept for comparison).
+Masks are dynamic (RoBERTa): drawn again in each epoch, from a seed of (run seed, epoch, block).
+``static=True`` leaves the epoch out, so a block's mask is the same in every epoch (BERT's
+original recipe, kept for comparison).
 """
 
 from __future__ import annotations
@@ -76,8 +76,13 @@ class MaskedLMObjective:
             return masking.select_whole_words(word_starts, maskable, self.rate, generator)
         return masking.select_tokens(maskable, self.rate, generator)
 
+    def mask_seed(self, epoch: int, index: int) -> int:
+        """The seed of block ``index``'s mask in ``epoch``: a pure function of the block, so a run
+        split over processes (each masking its share of a batch) or resumed draws the same masks."""
+        return hash((self.seed, 0 if self.static else epoch, index)) & 0x7FFF_FFFF_FFFF_FFFF
+
     def batch(self, rows: dict[str, np.ndarray], indices: Sequence[int], tokenizer: PreTrainedTokenizerBase,
-              generator: torch.Generator) -> dict[str, torch.Tensor]:
+              epoch: int) -> dict[str, torch.Tensor]:
         """Stored blocks -> corrupted ``input_ids`` and ``labels`` (-100 where nothing is predicted)."""
         ids = torch.from_numpy(rows["input_ids"].astype(np.int64))  # (B, T)
         starts = torch.from_numpy(rows["word_starts"].astype(bool))
@@ -85,18 +90,14 @@ class MaskedLMObjective:
         maskable = ~torch.isin(ids, special)
         replaceable = torch.ones(len(tokenizer), dtype=torch.bool)
         replaceable[special] = False
-        if self.static:  # each block's own generator, seeded by its index: the same mask every epoch
-            parts = []
-            for row, index in enumerate(indices):
-                own = torch.Generator().manual_seed(self.seed * 1_000_003 + int(index))
-                chosen = self.select(ids[row: row + 1], starts[row: row + 1], maskable[row: row + 1], own)
-                parts.append(masking.corrupt(ids[row: row + 1], chosen, mask_token_id(tokenizer), len(tokenizer),
-                                             own, replaceable))
-            inputs, labels = (torch.cat(tensors) for tensors in zip(*parts, strict=True))
-        else:
-            chosen = self.select(ids, starts, maskable, generator)
-            inputs, labels = masking.corrupt(ids, chosen, mask_token_id(tokenizer), len(tokenizer), generator,
-                                             replaceable)
+        parts = []
+        for row, index in enumerate(indices):
+            generator = torch.Generator().manual_seed(self.mask_seed(epoch, int(index)))
+            one = slice(row, row + 1)
+            chosen = self.select(ids[one], starts[one], maskable[one], generator)
+            parts.append(masking.corrupt(ids[one], chosen, mask_token_id(tokenizer), len(tokenizer), generator,
+                                         replaceable))
+        inputs, labels = (torch.cat(tensors) for tensors in zip(*parts, strict=True))
         return {"input_ids": inputs, "attention_mask": torch.ones_like(inputs), "labels": labels,
                 **self.extra_fields(ids, labels != masking.IGNORE)}
 

@@ -3,7 +3,7 @@
 An objective (one file each: ``mlm.py``, ``span.py``, ``sentence_pairs.py``, ``clm.py``; the
 registry is ``pretraining/__init__.py``) turns documents into fixed-size blocks, builds or
 extends a model for itself, turns stored blocks into a training batch (dynamic masking happens
-here, so every epoch sees new masks) and computes its loss with the counts that held-out
+here: a block's mask depends on the block and the epoch only) and computes its loss with the counts that held-out
 perplexity and masked-token accuracy are made of.
 
 Shapes: B blocks, T = block size, H hidden, V vocabulary, N scored positions.
@@ -27,6 +27,7 @@ from nlpforge.models.bert import BertForMaskedLM
 from nlpforge.pretraining.words import WordStarts
 
 FieldSpec = dict[str, tuple[str, int]]  # field -> (numpy dtype, width per block)
+EVAL_EPOCH = -1  # the "epoch" of held-out masks: the same at every evaluation, so the figures compare
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Objective(Protocol):
     def extend(self, model: nn.Module) -> nn.Module: ...
     def language_model(self, model: nn.Module) -> nn.Module: ...
     def batch(self, rows: dict[str, np.ndarray], indices: Sequence[int], tokenizer: PreTrainedTokenizerBase,
-              generator: torch.Generator) -> dict[str, torch.Tensor]: ...
+              epoch: int) -> dict[str, torch.Tensor]: ...
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Scores]: ...
 
 
@@ -158,6 +159,8 @@ class MaskedLMModel(nn.Module):
         super().__init__()
         self.lm = lm
         self.extra = nn.ModuleDict(extra or {})
+        if lm.encoder.pooler is not None:  # no objective reads BERT's pooler (the pair head has its own):
+            lm.encoder.pooler.requires_grad_(False)  # kept as loaded, and out of DDP's gradient sync
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:

@@ -151,8 +151,8 @@ class SentencePairObjective(MaskedLMObjective):
         return self.extend(super().new_model(config).lm)
 
     def batch(self, rows: dict[str, np.ndarray], indices: Sequence[int], tokenizer: PreTrainedTokenizerBase,
-              generator: torch.Generator) -> dict[str, torch.Tensor]:
-        batch = super().batch(rows, indices, tokenizer, generator)
+              epoch: int) -> dict[str, torch.Tensor]:
+        batch = super().batch(rows, indices, tokenizer, epoch)
         batch["token_type_ids"] = torch.from_numpy(rows["token_type_ids"].astype(np.int64))
         batch["attention_mask"] = torch.from_numpy(rows["attention_mask"].astype(np.int64))
         batch["pair_label"] = torch.from_numpy(rows["pair_label"].astype(np.int64)).view(-1)  # (B,)

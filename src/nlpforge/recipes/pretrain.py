@@ -11,6 +11,8 @@
                              position in the epoch), so a killed run continues where it was
 
 Multi-process data parallel under ``torchrun`` as in fine-tuning (each process takes 1/N of a batch).
+A block's mask depends on the block and the epoch only, and each process's loss is weighted by its
+share of the batch's scored tokens, so N processes take the steps one process would.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from nlpforge.errors import ConfigError, InputDataError
 from nlpforge.locate import resolve_directory
 from nlpforge.pretraining import Objective, get_objective
 from nlpforge.pretraining.blocks import Blocks, write_blocks
-from nlpforge.pretraining.objective import Scores
+from nlpforge.pretraining.objective import EVAL_EPOCH, Scores
 from nlpforge.recipes.configs import PretrainArgs
 from nlpforge.recipes.finetune import (
     RESUME_DIR,
@@ -53,7 +55,6 @@ from nlpforge.recipes.finetune import (
 from nlpforge.tracking import NoTracker, start_tracking
 
 BLOCKS_DIR = "blocks"
-EVAL_SEED = 1234  # held-out masks are the same at every evaluation, so the figures compare
 
 
 @dataclass
@@ -129,20 +130,21 @@ def corpus_fingerprint(files: list[CorpusFile], args: PretrainArgs, tokenizer: P
 
 
 def prepare_blocks(args: PretrainArgs, objective: Objective, tokenizer: PreTrainedTokenizerBase,
-                   files: list[CorpusFile], out: Path, main: bool) -> tuple[Blocks, Blocks]:
-    """The (train, held-out) block stores, written unless OUT/blocks already holds them for this corpus."""
+                   files: list[CorpusFile], out: Path, run: Run) -> tuple[Blocks, Blocks]:
+    """The (train, held-out) block stores: rank 0 writes them unless OUT/blocks already holds them for
+    this corpus; every process then maps them."""
     fingerprint = corpus_fingerprint(files, args, tokenizer)
-    stores = {}
     for part in ("train", "heldout"):
         directory = out / BLOCKS_DIR / part
         index = directory / "blocks.json"
         current = index.is_file() and json.loads(index.read_text(encoding="utf-8"))["source"] == fingerprint
-        if main and not current:
+        if run.main and not current:
             documents = iter_documents(files, part=part, heldout_share=args.heldout_share, text_field=args.text_field)
             rows = objective.blocks(tokenizer, tqdm(documents, desc=f"blocks ({part})", unit=" docs",
                                                     disable=not args.progress), args.block_size, args.seed)
             write_blocks(directory, rows, objective.fields(args.block_size), args.block_size, fingerprint)
-        stores[part] = Blocks(directory)
+    run.barrier()
+    stores = {part: Blocks(out / BLOCKS_DIR / part) for part in ("train", "heldout")}
     if not len(stores["train"]):
         raise InputDataError(f"{', '.join(str(f.path) for f in files)}: too little text for one training block of "
                              f"{args.block_size} tokens; add text or lower --block-size")
@@ -152,15 +154,14 @@ def prepare_blocks(args: PretrainArgs, objective: Objective, tokenizer: PreTrain
 @torch.no_grad()
 def evaluate(objective: Objective, model: nn.Module, blocks: Blocks, tokenizer: PreTrainedTokenizerBase,
              batch_size: int, limit: int) -> dict[str, float]:
-    """Held-out loss, perplexity and accuracy of the predicted tokens (fixed masks: EVAL_SEED)."""
+    """Held-out loss, perplexity and accuracy of the predicted tokens (fixed masks: EVAL_EPOCH)."""
     was_training = model.training
     model.eval()
-    generator = torch.Generator().manual_seed(EVAL_SEED)
     count = len(blocks) if limit <= 0 else min(limit, len(blocks))
     scores = Scores()
     for start in range(0, count, batch_size):
         indices = list(range(start, min(start + batch_size, count)))
-        batch = objective.batch(blocks.rows(indices), indices, tokenizer, generator)
+        batch = objective.batch(blocks.rows(indices), indices, tokenizer, EVAL_EPOCH)
         scores.add(objective.loss(model, batch)[1])
     model.train(was_training)
     return {**scores.report("eval"), "eval_blocks": count, "eval_tokens": scores.tokens}
@@ -178,8 +179,7 @@ def pretrain(args: PretrainArgs) -> dict[str, Any]:
     files = corpus_files(args.corpus, args.encoding)
     model, tokenizer, source = starting_model(args, objective)
     check_block_size(args, model)
-    train_blocks, heldout_blocks = prepare_blocks(args, objective, tokenizer, files, out, run.main)
-    run.barrier()
+    train_blocks, heldout_blocks = prepare_blocks(args, objective, tokenizer, files, out, run)
     model.train()
     trained = nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
     optimizer = adamw(model, args.learning_rate, args.weight_decay)
@@ -217,10 +217,11 @@ def pretrain(args: PretrainArgs) -> dict[str, Any]:
         batches = epoch_batches(len(train_blocks), args.batch_size, args.seed, state.epoch)
         for index in range(state.batch, len(batches)):
             indices = run.shard(batches[index])
-            generator = torch.Generator().manual_seed(args.seed * 1_000_003 + state.step * 101 + index)
-            batch = objective.batch(train_blocks.rows(indices), indices, tokenizer, generator)
+            batch = objective.batch(train_blocks.rows(indices), indices, tokenizer, state.epoch)
             with autocast:
-                loss, _ = objective.loss(trained, batch)
+                loss, scores = objective.loss(trained, batch)
+                if run.world > 1:  # this process's mean -> its share of the mean over every process's tokens
+                    loss = loss * (scores.tokens / max(run.mean(scores.tokens), 1e-9))
                 loss = loss / args.grad_accum
             loss.backward()
             tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
