@@ -37,7 +37,7 @@ from nlpforge.errors import CheckpointError
 from nlpforge.locate import resolve_directory
 from nlpforge.models import build_model
 from nlpforge.models.bert import BertModel
-from nlpforge.tasks import HEAD_MODELS, TASKS, Task, task_of
+from nlpforge.tasks import HEAD_MODELS_OF_FAMILY, TASKS, Task, task_of
 
 META_FILE = "nlpforge.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -121,7 +121,8 @@ def load_checkpoint(
     require_supported(hf_config, source)  # before reading any weights
     hf_weights = read_hf_weights(directory)
     config = config_from_hf(hf_config, source, hf_weights)
-    task_head = head_from_hf(hf_config) if head_from_hf(hf_config) in HEAD_MODELS else None
+    head_models = HEAD_MODELS_OF_FAMILY[config.family]  # the task models of this family, by head
+    task_head = head_from_hf(hf_config) if head_from_hf(hf_config) in head_models else None
     if task_head is not None:  # BERT's pooler belongs to the classification head then
         config = dataclasses.replace(config, has_pooler=False)
     weights = hf_to_nlpforge(hf_weights, config, task_head)
@@ -131,7 +132,7 @@ def load_checkpoint(
     if head not in (carried, "base"):
         raise CheckpointError(f"{directory}: has no {head!r} head weights (it carries {carried!r}); "
                               f"load it with head='base' or head='{carried}'")
-    model = HEAD_MODELS[head](config) if head in HEAD_MODELS else build_model(config, head)
+    model = head_models[head](config) if head in head_models else build_model(config, head)
     if isinstance(model, BertModel):  # the bare encoder: drop the "encoder." prefix and any head
         weights = {k.removeprefix("encoder."): v for k, v in weights.items() if k.startswith("encoder.")}
     model.load_state_dict({k: v.to(dtype) for k, v in weights.items()}, strict=True)

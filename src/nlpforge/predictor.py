@@ -121,7 +121,7 @@ class Predictor:
     def encoder(self) -> nn.Module | OnnxModel | None:
         """The module that yields last hidden states (for embed): a bare encoder, a task model's
         torch encoder, or None (an ONNX task model exports only its head's logits; a decoder has none)."""
-        if self.generates:
+        if self.model.config.family == "gpt":  # a language model or a decoder classifier
             return None
         if isinstance(self.model, OnnxModel):
             return self.model if self.model.task is None else None

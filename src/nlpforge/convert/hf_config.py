@@ -61,6 +61,7 @@ ARCHITECTURES = {
     **{(model_type, head): prefix + suffix
        for model_type, prefix in _ARCHITECTURE_PREFIX.items() for head, suffix in _HEAD_SUFFIX.items()},
     ("gpt2", "lm"): "GPT2LMHeadModel",
+    ("gpt2", "classify"): "GPT2ForSequenceClassification",
 }
 HEAD_OF_ARCHITECTURE = {architecture: head for (_, head), architecture in ARCHITECTURES.items()}
 

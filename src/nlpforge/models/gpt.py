@@ -22,7 +22,7 @@ from torch import nn
 from nlpforge.config import ModelConfig
 from nlpforge.errors import ConfigError
 from nlpforge.models.bert import activation
-from nlpforge.models.outputs import CausalLMOutput, KVCache
+from nlpforge.models.outputs import CausalLMOutput, DecoderOutput, KVCache
 
 
 def causal_mask(attention_mask: torch.Tensor, past_length: int, new_length: int) -> torch.Tensor:
@@ -39,6 +39,12 @@ def causal_mask(attention_mask: torch.Tensor, past_length: int, new_length: int)
     mask = causal[None, None] & attention_mask.bool()[:, None, None, :]  # (B, 1, T, S)
     blind = ~mask.any(dim=-1, keepdim=True)  # (B, 1, T, 1)
     return mask | (blind & (key_pos[None, :] == query_pos[:, None]))
+
+
+def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of predicting token t+1 from positions <= t: (B, T, V) logits against
+    (B, T) labels, shifted here; positions labelled -100 (padding, say) are not targets."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
 
 
 class CausalSelfAttention(nn.Module):
@@ -145,6 +151,28 @@ class GPT(nn.Module):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> CausalLMOutput:
+        body = self.body(input_ids, attention_mask, position_ids, past_key_values, output_hidden_states,
+                         output_attentions)
+        logits = self.lm_logits(body.last_hidden_state)  # (B, T, V)
+        return CausalLMOutput(
+            logits=logits,
+            loss=next_token_loss(logits, labels) if labels is not None else None,
+            past_key_values=body.past_key_values if use_cache else None,
+            hidden_states=body.hidden_states,
+            attentions=body.attentions,
+        )
+
+    def body(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> DecoderOutput:
+        """The blocks without the LM head: (B, T, H) states after the final LayerNorm (a task head
+        reads them without paying for the (B, T, V) vocabulary logits)."""
         B, T = input_ids.shape
         past_length = past_key_values[0][0].shape[2] if past_key_values else 0
         # Unpadded, uncached input (training blocks): no mask tensor, so attention runs SDPA's causal
@@ -171,19 +199,16 @@ class GPT(nn.Module):
         x = self.final_norm(x)
         if hidden_states is not None:  # as in GPT-2, the last entry is after the final LayerNorm
             hidden_states[-1] = x
-        logits = F.linear(x, self.embed.token.weight)  # tied LM head: (B, T, V)
-        loss = None
-        if labels is not None:  # predict token t+1 from positions <= t; -100 is ignored
-            loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100
-            )
-        return CausalLMOutput(
-            logits=logits,
-            loss=loss,
-            past_key_values=presents if use_cache else None,
+        return DecoderOutput(
+            last_hidden_state=x,
+            past_key_values=presents,
             hidden_states=tuple(hidden_states) if hidden_states is not None else None,
             attentions=tuple(attentions) if attentions is not None else None,
         )
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The tied LM head: (B, T, H) states -> (B, T, V) next-token logits."""
+        return F.linear(hidden, self.embed.token.weight)
 
     @torch.no_grad()
     def generate(

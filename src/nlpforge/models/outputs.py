@@ -40,6 +40,16 @@ class CausalLMOutput:
 
 
 @dataclass
+class DecoderOutput:
+    """A decoder's blocks without its LM head (``GPT.body``): what a decoder task head reads."""
+
+    last_hidden_state: torch.Tensor  # (B, T, H), after the final LayerNorm
+    past_key_values: KVCache  # every layer's keys and values, the cached ones included
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
 class TaskOutput:
     """Classification (logits (B, C)) or tagging (logits (B, T, C)) output."""
 
@@ -47,6 +57,7 @@ class TaskOutput:
     loss: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+    lm_loss: torch.Tensor | None = None  # a decoder's next-token loss over its input, when given lm_labels
 
 
 @dataclass

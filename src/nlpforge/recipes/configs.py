@@ -55,6 +55,7 @@ class FinetuneArgs:
     seed: int = setting(42, "Random seed.")
     bf16: bool = setting(False, "bfloat16 autocast.")
     class_weights: bool = setting(False, "Weight classes by inverse frequency.")
+    lm_loss_weight: float = setting(0.0, "GPT-style auxiliary LM loss weight lambda (decoders only).")
     group_by_length: bool = setting(False, "Batch examples of similar length together: less padding, faster "
                                            "on varied lengths.")
     resume: bool = setting(False, "Continue from OUT/resume.")
@@ -77,6 +78,8 @@ class FinetuneArgs:
             raise ConfigError("--epochs and --learning-rate must be > 0")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.lm_loss_weight < 0:
+            raise ConfigError(f"--lm-loss-weight must be >= 0, got {self.lm_loss_weight}")
 
 
 @dataclass

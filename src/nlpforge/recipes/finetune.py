@@ -34,7 +34,7 @@ from tqdm import tqdm
 from nlpforge.checkpoint import TRAINING_STATE, load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.errors import ConfigError
 from nlpforge.recipes.configs import FinetuneArgs
-from nlpforge.tasks import Task, get_task, task_model_from_encoder
+from nlpforge.tasks import Task, get_task, task_model_from_encoder, with_lm_loss
 from nlpforge.tasks.base import split_heldout
 from nlpforge.tracking import NoTracker, Tracker, start_tracking
 
@@ -262,6 +262,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     base = load_checkpoint(args.model)
     if base.tokenizer is None:
         raise ConfigError(f"{args.model}: has no tokenizer files; fine-tuning needs the checkpoint's tokenizer")
+    if base.tokenizer.pad_token is None and base.tokenizer.eos_token is not None:  # GPT-2's: pad with eos
+        base.tokenizer.pad_token = base.tokenizer.eos_token
     continuing = base.task is not None and base.task.name == task.name  # continue training a model of this task
     train_examples = task.read(args.train, args.data)
     if args.max_train_examples:
@@ -277,10 +279,12 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     if continuing:
         model = base.model
     else:
-        encoder = base.model if base.head == "base" else load_checkpoint(args.model, head="base").model
-        model = task_model_from_encoder(encoder, task, len(labels) if labels else 2)
+        # A decoder language model ("lm") is its own body: its LM head is the tied token embedding.
+        encoder = base.model if base.head in ("base", "lm") else load_checkpoint(args.model, head="base").model
+        model = task_model_from_encoder(encoder, task, len(labels) if labels else 2, base.tokenizer.pad_token_id)
         task.init_head(model, features)
     model.train()
+    objective = with_lm_loss(task, model, args.lm_loss_weight)  # the task's inputs and loss (+ lambda * LM loss)
     class_weights = task.class_weights(features, len(labels)) if args.class_weights and labels else None
     trained = nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
     lengths = [len(feature["input_ids"]) for feature in features] if args.group_by_length else None
@@ -316,8 +320,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         for index in range(state.batch, len(batches)):
             batch = task.collate([features[i] for i in run.shard(batches[index])], base.tokenizer.pad_token_id)
             with autocast:
-                output = trained(**task.model_inputs(batch))
-                loss = task.loss(output, batch, class_weights) / args.grad_accum
+                output = trained(**objective.model_inputs(batch))
+                loss = objective.loss(output, batch, class_weights) / args.grad_accum
             loss.backward()
             tokens = int(batch["attention_mask"].sum()) * run.world
             progress.window.add(loss.item(), len(batches[index]), tokens)

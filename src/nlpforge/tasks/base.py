@@ -39,6 +39,7 @@ class Task(Protocol):
     name: ClassVar[str]  # the registry name (``--task``)
     head: ClassVar[str]  # the weight layout: a head of convert/bert.py, i.e. an HF architecture suffix
     model_class: ClassVar[type[nn.Module]]  # encoder + head; forward returns a models/outputs.py dataclass
+    decoder_model_class: ClassVar[type[nn.Module] | None]  # GPT-2 decoder + head, or None (encoders only)
     metric: ClassVar[str]  # what keep-best and early stopping watch (higher is better)
     output_names: ClassVar[tuple[str, ...]]  # ONNX graph outputs, in order
     warmup_input: ClassVar[Any]  # one raw input the server runs before it reports ready
@@ -89,6 +90,7 @@ class EncoderTask:
 
     hf_config_fields: ClassVar[dict[str, Any]] = {}
     heldout_share: ClassVar[float] = 0.0
+    decoder_model_class: ClassVar[type[nn.Module] | None] = None  # the task runs on encoders only
     per_token_views: ClassVar[bool] = False  # distillation views are (T, ...) per example
 
     def settings(self) -> dict[str, Any]:

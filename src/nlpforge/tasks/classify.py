@@ -1,7 +1,8 @@
 """Sequence classification (single sentences and sentence pairs): one label per text.
 
 The head follows the Hugging Face ``*ForSequenceClassification`` layout of each model_type, so a
-fine-tuned checkpoint loads in ``transformers.AutoModelForSequenceClassification``.
+fine-tuned checkpoint loads in ``transformers.AutoModelForSequenceClassification``. Encoders read
+the first token; a decoder (GPT-2) reads the last real one, as ``GPT2ForSequenceClassification``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from nlpforge.config import ModelConfig
 from nlpforge.data.examples import TextExample
 from nlpforge.data.tabular import check_labels, label_names_of, read_text_examples
 from nlpforge.errors import InputDataError
+from nlpforge.models.gpt import GPT, next_token_loss
 from nlpforge.models.outputs import TaskOutput
 from nlpforge.tasks.base import (
     DataOptions,
@@ -63,6 +65,41 @@ class SequenceClassifier(nn.Module):
         logits = self.head(encoded.last_hidden_state[:, 0])  # (B, C)
         return TaskOutput(logits, loss(logits, labels) if labels is not None else None,
                           encoded.hidden_states, encoded.attentions)
+
+
+class DecoderSequenceClassifier(nn.Module):
+    """A GPT-2 body -> (B, C) class logits from the last real token (right padding), with a bias-free
+    ``head`` as ``GPT2ForSequenceClassification``'s ``score``. Given ``lm_labels`` it also returns the
+    body's next-token loss over the input (``lm_loss``), the auxiliary objective of GPT fine-tuning."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.decoder = GPT(config)
+        self.head = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,  # unused: GPT-2 has no segment embeddings
+        labels: torch.Tensor | None = None,
+        lm_labels: torch.Tensor | None = None,  # (B, T) next-token targets, -100 where none
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        packed: bool = False,  # unused: right padding never reaches a causal model's real tokens
+    ) -> TaskOutput:
+        body = self.decoder.body(input_ids, attention_mask, output_hidden_states=output_hidden_states,
+                                 output_attentions=output_attentions)
+        hidden = body.last_hidden_state  # (B, T, H)
+        B, T = input_ids.shape
+        # The rightmost real token (transformers takes the rightmost non-pad id: the same on right padding).
+        real = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+        last = (torch.arange(T, device=real.device) * real).argmax(dim=-1)  # (B,)
+        logits = self.head(hidden[torch.arange(B, device=hidden.device), last])  # (B, C)
+        lm_loss = next_token_loss(self.decoder.lm_logits(hidden), lm_labels) if lm_labels is not None else None
+        return TaskOutput(logits, loss(logits, labels) if labels is not None else None, body.hidden_states,
+                          body.attentions, lm_loss)
 
 
 def encode(
@@ -109,6 +146,7 @@ class ClassifyTask(EncoderTask):
     name: ClassVar[str] = "classify"
     head: ClassVar[str] = "classify"
     model_class: ClassVar[type[nn.Module]] = SequenceClassifier
+    decoder_model_class: ClassVar[type[nn.Module] | None] = DecoderSequenceClassifier
     metric: ClassVar[str] = "accuracy"
     output_names: ClassVar[tuple[str, ...]] = ("logits",)
     warmup_input: ClassVar[Any] = "warm up"
