@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,16 @@ def tiny_hf_model(name: str, seed: int = 0, attn_implementation: str = "eager") 
     config = config_cls(**kwargs)
     config._attn_implementation = attn_implementation
     return getattr(transformers, name)(config).eval()
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for a test module: tiny models step far faster on one thread than on two
+    busy cores (no waiting between threads). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ fine-tuning learns and saves a checkpoint transformers loads, and encoders refus
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,13 +27,7 @@ from nlpforge.tasks.classify import DecoderSequenceClassifier
 PAD = 98  # the tiny GPT-2's pad (= eos) id
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models step far faster on one thread than on two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run faster on one thread
 
 
 def hf_classifier(num_labels: int = 3) -> transformers.GPT2ForSequenceClassification:
