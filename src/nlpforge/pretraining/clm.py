@@ -13,12 +13,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from nlpforge.config import ModelConfig
 from nlpforge.errors import ConfigError
 from nlpforge.models.gpt import GPT
+from nlpforge.pretraining.masking import IGNORE
 from nlpforge.pretraining.objective import FieldSpec, Scores, init_weights, token_scores
 
 
@@ -75,4 +77,7 @@ class CausalLMObjective:
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Scores]:
         ids = batch["input_ids"]
         logits = model(ids).logits  # (B, T, V)
-        return token_scores(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+        # Position t predicts token t + 1 and the last position nothing: shifting the targets (B, T) rather
+        # than the logits spares a copy of the (B, T - 1, V) slice.
+        targets = F.pad(ids[:, 1:], (0, 1), value=IGNORE)
+        return token_scores(logits.flatten(0, 1), targets.flatten())

@@ -24,6 +24,7 @@ from transformers import PreTrainedTokenizerBase
 from nlpforge.config import ModelConfig
 from nlpforge.errors import ConfigError
 from nlpforge.models.bert import BertForMaskedLM
+from nlpforge.pretraining.masking import IGNORE
 from nlpforge.pretraining.words import WordStarts
 
 FieldSpec = dict[str, tuple[str, int]]  # field -> (numpy dtype, width per block)
@@ -51,13 +52,16 @@ class Scores:
 
 
 def token_scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, Scores]:
-    """Mean cross-entropy of (N, V) logits against (N,) ids, and its Scores (a zero loss when N = 0)."""
-    if not len(targets):
+    """Mean cross-entropy of (N, V) logits against (N,) ids over the targets that are not -100, and its
+    Scores (a zero loss when none is scored)."""
+    scored = targets != IGNORE
+    count = int(scored.sum())
+    if not count:
         return logits.sum() * 0.0, Scores()
-    loss = F.cross_entropy(logits.float(), targets)
+    loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE)
     with torch.no_grad():
-        scores = Scores(float(loss) * len(targets), len(targets), int((logits.argmax(-1) == targets).sum()))
-    return loss, scores
+        correct = int(((logits.argmax(-1) == targets) & scored).sum())
+    return loss, Scores(float(loss) * count, count, correct)
 
 
 class Objective(Protocol):
