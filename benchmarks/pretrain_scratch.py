@@ -6,7 +6,7 @@
    (the first 95% of each file; the held-out 5% never reaches the tokenizer).
 2. ``nlpforge pretrain --objective clm --config gpt-6l-h256`` (6 layers, hidden 256, 4 heads),
    blocks of 256 tokens, batch 16, lr 1e-3 with 5% warm-up, held-out perplexity every 150 steps;
-   600 steps (``--max-steps``) take about 15 minutes on 2 cores.
+   450 steps (``--max-steps``) take about 12 minutes on 2 cores.
 3. Samples from a few prompts (top-k 40, temperature 0.8, fixed seed).
 """
 
@@ -38,7 +38,7 @@ def write_train_part(path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pretrain_scratch.json")
-    parser.add_argument("--max-steps", type=int, default=600, help="about 15 minutes on 2 cores")
+    parser.add_argument("--max-steps", type=int, default=450, help="about 12 minutes on 2 cores")
     parser.add_argument("--vocab-size", type=int, default=8000)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))

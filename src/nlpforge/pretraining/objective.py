@@ -61,7 +61,7 @@ def token_scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Ten
     loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE)
     with torch.no_grad():
         correct = int(((logits.argmax(-1) == targets) & scored).sum())
-    return loss, Scores(float(loss) * count, count, correct)
+    return loss, Scores(float(loss.detach()) * count, count, correct)
 
 
 class Objective(Protocol):
