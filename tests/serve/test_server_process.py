@@ -137,12 +137,13 @@ def test_bench_serve_closed_and_open_loop(checkpoint: Path, stop_later: list, tm
     closed = json.loads((tmp_path / "closed.json").read_text())
     assert closed["by_status"] == {"200": closed["requests"]} and closed["requests"] > 0
     assert "p99" in printed and closed["latency_ms_ok"]["p50"] > 0
-    # Open loop far past what one input per model call sustains: only 200s and 503s, none lost.
+    # Open loop far past what one input per model call sustains: only 200s and 503s, none lost. On a busy
+    # machine the generator may also hold back starts beyond its in-flight cap (counted, never sent).
     code, _, err = run_cli(monkeypatch, capsys, "bench-serve", url, "--input", tmp_path / "inputs.txt",
                            "--rate", "1500", "--duration", "1.5", "--json", tmp_path / "open.json")
     assert code == 0, err
     opened = json.loads((tmp_path / "open.json").read_text())
-    assert set(opened["by_status"]) <= {"200", "503"} and opened["by_status"].get("200", 0) > 0
+    assert set(opened["by_status"]) <= {"200", "503", "dropped_by_client"} and opened["by_status"].get("200", 0) > 0
     assert sum(opened["by_status"].values()) == opened["requests"]
     metrics = httpx.get(f"{url}/metrics").text
     assert 'route="/v1/predict",status="200"' in metrics
