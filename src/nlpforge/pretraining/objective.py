@@ -53,14 +53,14 @@ class Scores:
 
 def token_scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, Scores]:
     """Mean cross-entropy of (N, V) logits against (N,) ids over the targets that are not -100, and its
-    Scores (a zero loss when none is scored)."""
+    Scores (a zero loss when none is scored). The argmax behind ``correct`` (a pass over N x V) is taken
+    only when no gradient is recorded (evaluation); a training step leaves it at 0."""
     scored = targets != IGNORE
     count = int(scored.sum())
     if not count:
         return logits.sum() * 0.0, Scores()
     loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE)
-    with torch.no_grad():
-        correct = int(((logits.argmax(-1) == targets) & scored).sum())
+    correct = 0 if torch.is_grad_enabled() else int(((logits.argmax(-1) == targets) & scored).sum())
     return loss, Scores(float(loss.detach()) * count, count, correct)
 
 
