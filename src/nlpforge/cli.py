@@ -114,6 +114,25 @@ def embed(
 
 
 
+@app.command("lora-merge")
+def lora_merge(
+    adapter: Annotated[Path, typer.Argument(help="LoRA adapter directory (nlpforge train --lora-r).")],
+    out: Annotated[Path, typer.Argument(help="Checkpoint directory to write (replaced atomically if it exists).")],
+    base: Annotated[str | None, typer.Option(help="The base checkpoint, when it moved since training "
+                                                   "(default: the adapter's nlpforge.json base_model).")] = None,
+) -> None:
+    """Merge a LoRA adapter into its base weights (W + alpha/r * B A): a full checkpoint that compresses,
+    exports and serves like any other."""
+    resolve_directory(str(adapter))
+    from nlpforge.adapt.lora import is_adapter_directory, merge_adapter_directory
+
+    if not is_adapter_directory(adapter):
+        raise ConfigError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json, or it is a full "
+                          "checkpoint already)")
+    merge_adapter_directory(adapter, out, base)
+    typer.echo(f"wrote {out} (adapter {adapter} merged into its base)")
+
+
 CONFIG = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
     Path | None, typer.Option(help="YAML file with any of these options (data options under 'data:'); flags "
                                    "override it.")])

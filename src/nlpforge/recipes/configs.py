@@ -58,6 +58,12 @@ class FinetuneArgs:
     lm_loss_weight: float = setting(0.0, "GPT-style auxiliary LM loss weight lambda (decoders only).")
     group_by_length: bool = setting(False, "Batch examples of similar length together: less padding, faster "
                                            "on varied lengths.")
+    lora_r: int = setting(0, "LoRA rank: train low-rank adapters and the head only, and write an adapter "
+                             "directory to OUT (0: full fine-tuning).")
+    lora_alpha: float | None = setting(None, "LoRA scale numerator: updates are scaled by alpha / r (default 2r).")
+    lora_dropout: float = setting(0.05, "Dropout on the LoRA branch's input.")
+    lora_targets: str = setting("attention", "Comma-separated layers to adapt: qkv, out, up, down, or the groups "
+                                             "attention (qkv,out), ffn (up,down), all.")
     resume: bool = setting(False, "Continue from OUT/resume.")
     max_train_examples: int = setting(0, "Use only the first N training examples (0: all).")
     eval_batch_size: int = setting(64, "Examples per evaluation batch.")
@@ -80,6 +86,8 @@ class FinetuneArgs:
             raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.lm_loss_weight < 0:
             raise ConfigError(f"--lm-loss-weight must be >= 0, got {self.lm_loss_weight}")
+        if self.lora_r < 0:
+            raise ConfigError(f"--lora-r must be >= 0, got {self.lora_r}")
 
 
 @dataclass

@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import peft
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
+from nlpforge.adapt.lora import LoraSettings, add_lora, parameter_counts, save_adapter
 from nlpforge.checkpoint import TRAINING_STATE, load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.errors import ConfigError
 from nlpforge.recipes.configs import FinetuneArgs
@@ -241,13 +243,20 @@ def evaluate_and_keep_best(evaluation: Evaluation, model: nn.Module, state: Trai
     value = metrics[task.metric]
     if state.best is None or value > state.best:
         state.best, state.best_step, state.stale, state.task_settings = value, state.step, 0, task.settings()
-        save_checkpoint(evaluation.out, model, model.config, evaluation.tokenizer, task.head,
-                        {**evaluation.meta, "task_settings": task.settings(), "metrics": metrics,
-                         "step": state.step})
+        save_model(evaluation.out, model, evaluation.tokenizer, task.head,
+                   {**evaluation.meta, "task_settings": task.settings(), "metrics": metrics, "step": state.step})
     else:
         state.stale += 1
     model.train()
     return bool(args.early_stopping) and state.stale >= args.early_stopping
+
+
+def save_model(out: Path, model: nn.Module, tokenizer: Any, head: str, meta: dict[str, Any]) -> None:
+    """The trained model: an adapter directory for a LoRA model (adapters + head), else a checkpoint."""
+    if isinstance(model, peft.PeftModel):
+        save_adapter(out, model, tokenizer, meta)
+    else:
+        save_checkpoint(out, model, model.config, tokenizer, head, meta)
 
 
 def finetune(args: FinetuneArgs) -> dict[str, Any]:
@@ -283,8 +292,10 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         encoder = base.model if base.head in ("base", "lm") else load_checkpoint(args.model, head="base").model
         model = task_model_from_encoder(encoder, task, len(labels) if labels else 2, base.tokenizer.pad_token_id)
         task.init_head(model, features)
-    model.train()
     objective = with_lm_loss(task, model, args.lm_loss_weight)  # the task's inputs and loss (+ lambda * LM loss)
+    if args.lora_r:  # frozen body + low-rank adapters; the head trains in full
+        model = add_lora(model, LoraSettings(args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_targets))
+    model.train()
     class_weights = task.class_weights(features, len(labels)) if args.class_weights and labels else None
     trained = nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
     lengths = [len(feature["input_ids"]) for feature in features] if args.group_by_length else None
@@ -299,7 +310,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     if args.resume and (out / RESUME_DIR / "state.json").is_file():
         state = load_resume(out / RESUME_DIR, model, optimizer, scheduler)
     meta = {"task": task.name, "labels": labels, "max_length": args.max_length, "stage": "finetune",
-            "base_model": args.model, "data": dataclasses.asdict(args.data)}
+            # an adapter is loaded on top of its base: record where that is
+            "base_model": str(base.path) if args.lora_r else args.model, "data": dataclasses.asdict(args.data)}
     tracker = start_tracking(args.track, f"finetune {task.name}", dataclasses.asdict(args)) if run.main \
         else NoTracker()
     evaluation = Evaluation(task, eval_examples or [], heldout, labels, base.tokenizer, out, meta, args, tracker)
@@ -350,8 +362,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     bar.close()
     if eval_examples is None and run.main:  # nothing to choose a best by: keep the last model
         tuned = task.tune(model, base.tokenizer, heldout, labels, args.max_length, args.eval_batch_size, args.data)
-        save_checkpoint(out, model, model.config, base.tokenizer, task.head,
-                        {**meta, "task_settings": tuned.settings(), "step": state.step})
+        save_model(out, model, base.tokenizer, task.head, {**meta, "task_settings": tuned.settings(),
+                                                            "step": state.step})
     if run.main:
         save_resume(out / RESUME_DIR, model, optimizer, scheduler, state)
         tracker.log_artifact(out)
@@ -359,7 +371,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     run.barrier()
     return {"out": str(out), "steps": state.step, "best": state.best, "best_step": state.best_step,
             "metric": task.metric, "loop_seconds": round(loop_seconds, 1),
-            "tokens_per_s": round(tokens_trained / max(loop_seconds, 1e-9), 1)}
+            "tokens_per_s": round(tokens_trained / max(loop_seconds, 1e-9), 1), **parameter_counts(model)}
 
 
 def log_line(out: Path, record: dict[str, Any]) -> None:
