@@ -23,7 +23,7 @@ from nlpforge.data.options import DataOptions
 from nlpforge.errors import ConfigError, InputDataError, NlpforgeError
 from nlpforge.generation import GenerationOptions, GenerationSettingError
 from nlpforge.locate import require_file, resolve_directory
-from nlpforge.recipes.configs import CompressArgs, FinetuneArgs, PretrainArgs
+from nlpforge.recipes.configs import CompressArgs, FewshotArgs, FinetuneArgs, PretrainArgs
 from nlpforge.wordvec import Word2VecArgs
 
 app = typer.Typer(
@@ -405,6 +405,28 @@ def pretrain(**flags: object) -> None:
 
 
 register(app, "pretrain", pretrain, [], options(PretrainArgs), pretrain.__doc__ or "")
+
+
+def fewshot(**flags: object) -> None:
+    """The K-shot protocol: sample K examples per class (or N in total) from --train with fixed seeds,
+    learn from them with --method, evaluate on --eval; writes OUT/results.json (runs, mean and std of
+    accuracy) and the best run's model to OUT/model, and prints a table.
+    """
+    data = given(DataOptions, flags)
+    values = given(FewshotArgs, {k: v for k, v in flags.items() if k != "data"})
+    resolve_directory(str(values["model"]))
+    for flag in ("train", "eval"):
+        require_file(str(values[flag]), f"--{flag}")
+    args = FewshotArgs(**values, data=data)
+    from nlpforge.recipes.fewshot import fewshot as run_fewshot
+    from nlpforge.recipes.fewshot import table
+
+    typer.echo(table(run_fewshot(args)))
+    typer.echo(f"wrote {Path(args.out) / 'results.json'}")
+
+
+register(app, "fewshot", fewshot, [], [*options(FewshotArgs, skip=("data",)), *options(DataOptions)],
+         fewshot.__doc__ or "")
 
 
 def word2vec(corpus: list[Path], **flags: object) -> None:

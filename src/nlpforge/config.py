@@ -56,6 +56,10 @@ class ModelConfig:
     has_pooler: bool = True  # encoder only: BERT's tanh pooler over the first token
     tie_word_embeddings: bool = True
     num_labels: int = 2  # outputs of a classification or tagging head
+    # What a sequence classifier reads: the first token ("cls", BERT's) or the "mean" of the real tokens
+    # (sentence-embedding bodies, e.g. after contrastive few-shot tuning). transformers' BERT classes
+    # read the first token only: a "mean" model is written with nlpforge_classifier_pooling.
+    classifier_pooling: str = "cls"
     # ALBERT only: width E of the token embeddings, projected to hidden_size by the encoder.
     # None (every other model_type): the embeddings are hidden_size wide and not projected.
     embedding_size: int | None = None
@@ -96,6 +100,9 @@ class ModelConfig:
                 raise ConfigError(f"config field {name!r} needs {self.num_layers} non-negative sizes, got {sizes}")
         if self.layer_heads is not None and any(n > self.num_heads for n in self.layer_heads):
             raise ConfigError(f"layer_heads {self.layer_heads} exceeds num_heads {self.num_heads}")
+        if self.classifier_pooling not in ("cls", "mean"):
+            raise ConfigError(f"config field 'classifier_pooling' must be 'cls' or 'mean', "
+                              f"got {self.classifier_pooling!r}")
         self._check_albert()
         self.family = FAMILY_OF_MODEL_TYPE[self.model_type]
         self.head_dim = self.hidden_size // self.num_heads

@@ -127,6 +127,8 @@ def config_from_hf(
     for name in ("layer_heads", "layer_intermediate"):  # written by nlpforge's structured pruning
         if hf.get(f"nlpforge_{name}") is not None:
             values[name] = list(hf[f"nlpforge_{name}"])
+    if hf.get("nlpforge_classifier_pooling") is not None:
+        values["classifier_pooling"] = hf["nlpforge_classifier_pooling"]
     if weights is not None:
         pooler = "pooler.weight" if model_type == "albert" else "pooler.dense.weight"
         values["has_pooler"] = any(k.endswith(pooler) for k in weights)
@@ -149,6 +151,8 @@ def config_to_hf(config: ModelConfig, head: str, labels: list[str] | None = None
     for name in ("layer_heads", "layer_intermediate"):
         if getattr(config, name) is not None:  # transformers cannot build such a model: it fails on shapes
             hf[f"nlpforge_{name}"] = getattr(config, name)
+    if config.classifier_pooling != "cls":  # transformers pools the first token whatever this says
+        hf["nlpforge_classifier_pooling"] = config.classifier_pooling
     if labels is not None:
         hf["id2label"] = dict(enumerate(labels))
         hf["label2id"] = {label: i for i, label in enumerate(labels)}

