@@ -146,3 +146,23 @@ def test_fewshot_errors_name_the_problem(tiny_bert_dir: Path, tmp_path: Path, mo
     assert code == 2 and "dev.tsv:3: label '7' never occurs in the training file" in stderr
     code, _, stderr = run_cli(monkeypatch, capsys, *common, "--eval", tmp_path / "train.tsv", "--k", "6")
     assert code == 2 and "--k 6 is more than some classes have ('0' has 5, '1' has 5)" in stderr
+
+
+def test_centroid_head_init_is_the_nearest_centroid_classifier() -> None:
+    from nlpforge.adapt.contrastive import centroid_head_init
+    from nlpforge.tasks.heads import ClassificationHead
+
+    generator = torch.Generator().manual_seed(0)
+    centers = torch.randn(3, 32, generator=generator)
+    label_ids = torch.arange(3).repeat(4)  # (12,)
+    embeddings = centers[label_ids] + 0.8 * torch.randn(12, 32, generator=generator)
+    head = ClassificationHead(dataclasses.replace(ModelConfig.from_name("tiny-bert"), num_labels=3)).eval()
+    centroid_head_init(head.dense, head.out, embeddings, label_ids)
+    query_labels = torch.randint(0, 3, (200,), generator=generator)
+    queries = centers[query_labels] + 0.8 * torch.randn(200, 32, generator=generator)  # like the embeddings
+    unit = torch.nn.functional.normalize
+    centroids = unit(torch.stack([unit(embeddings, dim=-1)[label_ids == c].mean(0) for c in range(3)]), dim=-1)
+    expected = (unit(queries, dim=-1) @ centroids.T).argmax(-1)
+    with torch.no_grad():
+        agreement = (head(queries).argmax(-1) == expected).float().mean().item()
+    assert agreement >= 0.98  # tanh's curvature flips only near-ties

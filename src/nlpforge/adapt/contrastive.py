@@ -43,3 +43,23 @@ def contrastive_pairs(label_ids: Sequence[int], iterations: int, seed: int) -> l
 def cosine_similarity_loss(left: torch.Tensor, right: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(B, H), (B, H), (B,) -> the mean squared gap between the pairs' cosine similarity and target."""
     return F.mse_loss(F.cosine_similarity(left, right, dim=-1), target)
+
+
+@torch.no_grad()
+def centroid_head_init(dense: torch.nn.Linear, out: torch.nn.Linear, embeddings: torch.Tensor,
+                       label_ids: torch.Tensor) -> None:
+    """Start a ``dense -> tanh -> out`` head as the nearest-centroid classifier of the embeddings.
+
+    ``dense`` becomes the identity scaled so that tanh stays in its linear range, and ``out``'s rows
+    the unit-length mean of each class's unit-length embeddings: then logit_c ~ s * <x, c> and the
+    argmax is that of the cosine to the class centroids (|x| is the same for every class). With a few
+    examples per class this prototype classifier is a strong start (Snell et al. 2017).
+    embeddings: (N, H); label_ids: (N,) in 0..C-1.
+    """
+    scale = 1.0 / embeddings.abs().max().clamp(min=1e-6)  # |scale * x| <= 1: tanh near linear
+    dense.weight.copy_(torch.eye(dense.in_features) * scale)
+    dense.bias.zero_()
+    unit = F.normalize(embeddings, dim=-1)
+    centroids = torch.stack([unit[label_ids == c].mean(dim=0) for c in range(out.out_features)])  # (C, H)
+    out.weight.copy_(F.normalize(centroids, dim=-1) / scale)
+    out.bias.zero_()

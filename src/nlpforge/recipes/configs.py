@@ -231,13 +231,15 @@ class FewshotArgs:
     epochs: float | None = setting(None, "Training epochs over the sample (default: the method's: finetune "
                                          "and lora 20; contrastive 1 over its pairs).")
     learning_rate: float | None = setting(None, "Peak learning rate (default: finetune 5e-5, lora 5e-4, "
-                                                "contrastive 2e-5).")
-    batch_size: int = setting(8, "Examples (contrastive: pairs) per batch.")
+                                                "contrastive 6e-5).")
+    batch_size: int | None = setting(None, "Examples (contrastive: pairs) per batch (default: finetune and "
+                                           "lora 8, contrastive 16).")
     max_length: int = setting(128, "Tokens per example.")
     lora_r: int = setting(8, "lora: adapter rank.")
     lora_targets: str = setting("all", "lora: the layers to adapt (see nlpforge train --lora-targets).")
     pair_iterations: int = setting(20, "contrastive: positive and negative pairs drawn per example.")
-    head_steps: int = setting(200, "contrastive: full-batch steps fitting the classification head.")
+    head_steps: int = setting(50, "contrastive: full-batch steps refining the classification head (it starts as "
+                                  "the nearest-class-centroid classifier).")
     eval_batch_size: int = setting(64, "Examples per evaluation batch.")
     threads: int = setting(0, "Torch CPU threads (0: torch's default).")
     progress: bool = setting(True, "Show progress bars.")
@@ -252,7 +254,9 @@ class FewshotArgs:
             raise ConfigError("give either --k (examples per class, e.g. 8,16) or --examples (in total)")
         if self.examples < 0:
             raise ConfigError(f"--examples must be >= 1, got {self.examples}")
-        _check_positive(self, ("seeds", "batch_size", "max_length", "lora_r", "pair_iterations", "head_steps",
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        _check_positive(self, ("seeds", "max_length", "lora_r", "pair_iterations", "head_steps",
                                "eval_batch_size"))
         if self.epochs is not None and self.epochs <= 0:
             raise ConfigError(f"--epochs must be > 0, got {self.epochs}")

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from nlpforge.adapt.contrastive import contrastive_pairs, cosine_similarity_loss
+from nlpforge.adapt.contrastive import centroid_head_init, contrastive_pairs, cosine_similarity_loss
 from nlpforge.adapt.sampling import sample_per_class, sample_stratified
 from nlpforge.checkpoint import load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.data.collate import collate_inputs
@@ -45,8 +45,12 @@ from nlpforge.tasks import get_task, task_model_from_encoder
 
 TASK = "classify"  # the few-shot methods classify texts (or text pairs)
 DEFAULT_EPOCHS = {"finetune": 20.0, "lora": 20.0, "contrastive": 1.0}
-DEFAULT_LEARNING_RATE = {"finetune": 5e-5, "lora": 5e-4, "contrastive": 2e-5}
-HEAD_LEARNING_RATE = 1e-2  # contrastive: the head is fitted on fixed embeddings, full batch
+# Chosen on a 600-example slice of SST-2's training file held out of the samples (MiniLM, K = 8, 16):
+# contrastive at 6e-5 beat SetFit's 2e-5 by 2 points; a centroid-started head with 50 gentle steps
+# matched logistic regression, 200 steps at 1e-2 lost 2.4 points.
+DEFAULT_LEARNING_RATE = {"finetune": 5e-5, "lora": 5e-4, "contrastive": 6e-5}
+DEFAULT_BATCH_SIZE = {"finetune": 8, "lora": 8, "contrastive": 16}
+HEAD_LEARNING_RATE = 1e-3  # contrastive: the head is fitted on fixed embeddings, full batch
 
 
 def write_sample(path: Path, sample: list[Any]) -> None:
@@ -69,7 +73,8 @@ def train_by_finetuning(args: FewshotArgs, sample: list[Any], labels: list[str],
                                text_pair_column="text_pair" if pairs else None, encoding="utf-8")
     finetune(FinetuneArgs(
         task=TASK, model=args.model, train=str(sample_file), out=str(out), eval=None,
-        epochs=args.epochs or DEFAULT_EPOCHS[args.method], batch_size=args.batch_size,
+        epochs=args.epochs or DEFAULT_EPOCHS[args.method],
+        batch_size=args.batch_size or DEFAULT_BATCH_SIZE[args.method],
         learning_rate=args.learning_rate or DEFAULT_LEARNING_RATE[args.method], warmup_ratio=0.1,
         max_length=args.max_length, seed=seed, save_every=10**9, log_every=10**9, progress=False,
         lora_r=args.lora_r if args.method == "lora" else 0, lora_targets=args.lora_targets, data=data))
@@ -96,13 +101,14 @@ def train_contrastively(args: FewshotArgs, sample: list[Any], labels: list[str],
 
     pairs = contrastive_pairs(label_ids, args.pair_iterations, seed)
     epochs = args.epochs or DEFAULT_EPOCHS["contrastive"]
-    steps = max(1, math.ceil(len(pairs) / args.batch_size * epochs))
+    batch_size = args.batch_size or DEFAULT_BATCH_SIZE["contrastive"]
+    steps = max(1, math.ceil(len(pairs) / batch_size * epochs))
     optimizer = adamw(encoder, args.learning_rate or DEFAULT_LEARNING_RATE["contrastive"], 0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(int(0.1 * steps), steps))
     encoder.train()
     for step in tqdm(range(steps), desc="contrastive pairs", unit="step", disable=not args.progress, leave=False):
-        start = step * args.batch_size % len(pairs)
-        chosen = pairs[start : start + args.batch_size]
+        start = step * batch_size % len(pairs)
+        chosen = pairs[start : start + batch_size]
         left, right = embed([p[0] for p in chosen]), embed([p[1] for p in chosen])
         loss = cosine_similarity_loss(left, right, torch.tensor([p[2] for p in chosen]))
         loss.backward()
@@ -116,6 +122,7 @@ def train_contrastively(args: FewshotArgs, sample: list[Any], labels: list[str],
     model = task_model_from_encoder(encoder, get_task(TASK), len(labels), tokenizer.pad_token_id)
     with torch.no_grad():
         embeddings = torch.cat([embed(list(range(i, min(i + 64, len(sample))))) for i in range(0, len(sample), 64)])
+    centroid_head_init(model.head.dense, model.head.out, embeddings, torch.tensor(label_ids))
     fit_head(model.head, embeddings, torch.tensor(label_ids), args.head_steps)
     meta = {"task": TASK, "labels": labels, "max_length": args.max_length, "stage": "fewshot-contrastive",
             "base_model": args.model, "data": dataclasses.asdict(args.data)}
