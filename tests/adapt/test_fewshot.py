@@ -166,3 +166,87 @@ def test_centroid_head_init_is_the_nearest_centroid_classifier() -> None:
     with torch.no_grad():
         agreement = (head(queries).argmax(-1) == expected).float().mean().item()
     assert agreement >= 0.98  # tanh's curvature flips only near-ties
+
+
+@pytest.fixture
+def tiny_mlm_dir(tmp_path: Path, tiny_vocab: Path) -> Path:
+    from conftest import tiny_hf_model, tiny_tokenizer
+
+    out = tmp_path / "tiny-mlm"
+    tiny_hf_model("BertForMaskedLM").save_pretrained(out)
+    tiny_tokenizer(tiny_vocab).save_pretrained(out)
+    return out
+
+
+def test_cloze_scores_are_the_mlm_logits_of_the_verbalizer_at_the_mask(tiny_mlm_dir: Path) -> None:
+    from nlpforge.adapt.cloze import collate_cloze, encode_cloze, label_logits, verbalizer_token_ids
+
+    checkpoint = load_checkpoint(tiny_mlm_dir, head="mlm")
+    tokenizer = checkpoint.tokenizer
+    label_ids = verbalizer_token_ids(tokenizer, {"pos": ["z", "y"], "neg": ["a"]}, ["neg", "pos"])
+    assert label_ids == [[tokenizer.convert_tokens_to_ids("a")],
+                         [tokenizer.convert_tokens_to_ids("z"), tokenizer.convert_tokens_to_ids("y")]]
+    features = [encode_cloze(tokenizer, "{text} b {mask} c", text, None, 16) for text in ("d e", "f g h i")]
+    batch = collate_cloze(features, tokenizer.pad_token_id)
+    with torch.no_grad():
+        ours = label_logits(checkpoint.model, batch, label_ids)  # (2, 2)
+        full = checkpoint.model(batch["input_ids"], batch["attention_mask"]).logits  # (2, T, V)
+    for row, feature in enumerate(features):
+        assert feature["input_ids"][feature["mask_position"]] == tokenizer.mask_token_id
+        at_mask = full[row, feature["mask_position"]]
+        assert_close(ours[row], torch.stack([at_mask[label_ids[0]].mean(), at_mask[label_ids[1]].mean()]))
+    long = encode_cloze(tokenizer, "{text} b {mask} c", " ".join("abcdefgh" * 4), None, 12)
+    assert len(long["input_ids"]) <= 12 and long["input_ids"][long["mask_position"]] == tokenizer.mask_token_id
+
+
+def test_cloze_errors(tiny_mlm_dir: Path, tiny_bert_dir: Path) -> None:
+    from nlpforge.adapt.cloze import check_template, parse_verbalizer, verbalizer_token_ids
+
+    assert parse_verbalizer("1=好|棒, 0=差") == {"1": ["好", "棒"], "0": ["差"]}
+    with pytest.raises(ConfigError, match="LABEL=WORD"):
+        parse_verbalizer("1:good")
+    with pytest.raises(ConfigError, match="exactly one"):
+        check_template("{text} {mask} {mask}", pairs=False)
+    with pytest.raises(ConfigError, match="text_pair"):
+        check_template("{text} {mask}", pairs=True)
+    tokenizer = load_checkpoint(tiny_mlm_dir, head="mlm").tokenizer
+    with pytest.raises(ConfigError, match=r"the word 'a b' of label '1' is 2 tokens"):
+        verbalizer_token_ids(tokenizer, {"1": ["a b"], "0": ["a"]}, ["0", "1"])
+    with pytest.raises(ConfigError, match=r"the word 'zzzq' of label '1' is not in the model's vocabulary"):
+        verbalizer_token_ids(tokenizer, {"1": ["zzzq"], "0": ["a"]}, ["0", "1"])
+    with pytest.raises(ConfigError, match="no word for label"):
+        verbalizer_token_ids(tokenizer, {"1": ["z"]}, ["0", "1"])
+
+
+def test_fewshot_cloze_trains_and_the_model_serves(tiny_mlm_dir: Path, tiny_bert_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    write_classification(tmp_path / "train.tsv", 60, seed=0)
+    write_classification(tmp_path / "dev.tsv", 30, seed=1)
+    common = ["fewshot", "--method", "cloze", "--train", tmp_path / "train.tsv", "--eval", tmp_path / "dev.tsv",
+              "--k", "6", "--seeds", "1", "--epochs", "3", "--template", "{text} b {mask} c", "--template",
+              "{mask} : {text}", "--verbalizer", "1=z,0=a", "--no-progress"]
+    code, _, stderr = run_cli(monkeypatch, capsys, *common, "--model", tiny_mlm_dir, "--out", tmp_path / "cloze")
+    assert code == 0, stderr
+    results = json.loads((tmp_path / "cloze" / "results.json").read_text())
+    assert results["method"] == "cloze" and len(results["runs"]) == 1
+    loaded = load_checkpoint(tmp_path / "cloze" / "model")
+    assert loaded.head == "mlm" and loaded.task.name == "cloze"
+    assert loaded.task.templates == ["{text} b {mask} c", "{mask} : {text}"]
+    assert transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "cloze" / "model") is not None
+    from nlpforge.predictor import Predictor
+
+    predicted = Predictor.load(tmp_path / "cloze" / "model").predict(["a b z", {"text": "c d"}])
+    assert [p["label"] in ("0", "1") for p in predicted] == [True, True]
+
+    code, _, stderr = run_cli(monkeypatch, capsys, *common, "--model", tiny_mlm_dir, "--out", tmp_path / "lora",
+                              "--cloze-tuning", "lora", "--lora-r", "2")
+    assert code == 0, stderr
+    merged = load_checkpoint(tmp_path / "lora" / "model")  # adapters merged into a plain masked-LM checkpoint
+    assert merged.task.name == "cloze" and not any("lora" in k for k in merged.model.state_dict())
+
+    code, _, stderr = run_cli(monkeypatch, capsys, *common, "--model", tiny_bert_dir, "--out", tmp_path / "x")
+    assert code == 2 and "needs a checkpoint with a masked-LM head" in stderr
+    code, _, stderr = run_cli(monkeypatch, capsys, "train", "--task", "cloze", "--model", tiny_mlm_dir, "--train",
+                              tmp_path / "train.tsv", "--out", tmp_path / "y")
+    assert code == 2 and "nlpforge fewshot --method cloze" in stderr

@@ -197,7 +197,8 @@ class PretrainArgs:
             raise ConfigError(f"--static-masking applies to mlm, wwm, mlm+nsp and mlm+sop, not {self.objective}")
 
 
-FEWSHOT_METHODS = ("finetune", "lora", "contrastive")
+FEWSHOT_METHODS = ("finetune", "lora", "contrastive", "cloze")
+CLOZE_TUNING = ("full", "lora")
 
 
 def k_values(value: str | list[int] | int | None) -> list[int]:
@@ -228,15 +229,22 @@ class FewshotArgs:
     examples: int = setting(0, "Examples in total, stratified by class (instead of --k).")
     seeds: int = setting(5, "Runs, each on its own sample: seeds --seed, --seed + 1, ...")
     seed: int = setting(0, "First seed.")
-    epochs: float | None = setting(None, "Training epochs over the sample (default: the method's: finetune "
-                                         "and lora 20; contrastive 1 over its pairs).")
+    epochs: float | None = setting(None, "Training epochs over the sample (default: the method's: finetune, "
+                                         "lora and cloze 20; contrastive 1 over its pairs).")
     learning_rate: float | None = setting(None, "Peak learning rate (default: finetune 5e-5, lora 5e-4, "
-                                                "contrastive 6e-5).")
-    batch_size: int | None = setting(None, "Examples (contrastive: pairs) per batch (default: finetune and "
-                                           "lora 8, contrastive 16).")
+                                                "contrastive 6e-5, cloze 2e-5 (with LoRA 5e-4)).")
+    batch_size: int | None = setting(None, "Examples (contrastive: pairs) per batch (default: finetune, "
+                                           "lora and cloze 8, contrastive 16).")
     max_length: int = setting(128, "Tokens per example.")
     lora_r: int = setting(8, "lora: adapter rank.")
     lora_targets: str = setting("all", "lora: the layers to adapt (see nlpforge train --lora-targets).")
+    template: list[str] = setting(help="cloze: a prompt with {text} ({text_pair} for pairs) and one {mask}, "
+                                       "e.g. '{text}总之很{mask}。'; repeat the flag to ensemble templates.",
+                                  factory=list)
+    verbalizer: str = setting("", "cloze: the word(s) of each label, one token each: LABEL=WORD[|WORD...] "
+                                  "separated by commas, e.g. '1=好,0=差'.")
+    cloze_tuning: str = setting("full", "cloze: tune every weight (full) or LoRA adapters (lora: --lora-r, "
+                                        "--lora-targets) on the cloze objective.", choices=CLOZE_TUNING)
     pair_iterations: int = setting(20, "contrastive: positive and negative pairs drawn per example.")
     head_steps: int = setting(50, "contrastive: full-batch steps refining the classification head (it starts as "
                                   "the nearest-class-centroid classifier).")
@@ -250,6 +258,11 @@ class FewshotArgs:
         self.k = ",".join(map(str, k_values(self.k)))  # validated; an int or a list (YAML) too
         if self.method not in FEWSHOT_METHODS:
             raise ConfigError(f"--method {self.method!r}: choose one of {', '.join(FEWSHOT_METHODS)}")
+        if self.method == "cloze" and not (self.template and self.verbalizer):
+            raise ConfigError("--method cloze needs --template (e.g. '{text}总之很{mask}。') and --verbalizer "
+                              "(e.g. '1=好,0=差')")
+        if self.cloze_tuning not in CLOZE_TUNING:
+            raise ConfigError(f"--cloze-tuning {self.cloze_tuning!r}: choose one of {', '.join(CLOZE_TUNING)}")
         if bool(self.k) == bool(self.examples):
             raise ConfigError("give either --k (examples per class, e.g. 8,16) or --examples (in total)")
         if self.examples < 0:

@@ -14,6 +14,8 @@ Methods (the loops are here, the pieces in nlpforge.adapt):
     lora         the same with LoRA adapters (adapt/lora.py): adapters + head train
     contrastive  SetFit: contrastive tuning of the body on pairs drawn from the sample, then a
                  classification head over the mean-pooled embeddings (adapt/contrastive.py)
+    cloze        PET: templates with a mask slot and a verbalizer, scored by the masked-LM head and
+                 trained on the cloze objective, whole model or LoRA (adapt/cloze.py, tasks/cloze.py)
 Every method's model is evaluated through ``load_checkpoint`` of what it wrote, so the reported
 figure is that of the artifact that serves.
 """
@@ -33,23 +35,34 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from nlpforge.adapt.cloze import check_template, label_logits, parse_verbalizer, verbalizer_token_ids
 from nlpforge.adapt.contrastive import centroid_head_init, contrastive_pairs, cosine_similarity_loss
+from nlpforge.adapt.lora import LoraSettings, add_lora
 from nlpforge.adapt.sampling import sample_per_class, sample_stratified
-from nlpforge.checkpoint import load_checkpoint, save_checkpoint, write_directory_atomically
+from nlpforge.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.data.collate import collate_inputs
 from nlpforge.embed import pool
-from nlpforge.errors import InputDataError
+from nlpforge.errors import CheckpointError, ConfigError, InputDataError
 from nlpforge.recipes.configs import FewshotArgs, FinetuneArgs
-from nlpforge.recipes.finetune import adamw, finetune, linear_schedule, seed_everything
+from nlpforge.recipes.finetune import (
+    adamw,
+    epoch_batches,
+    finetune,
+    linear_schedule,
+    optimizer_step,
+    seed_everything,
+)
 from nlpforge.tasks import get_task, task_model_from_encoder
+from nlpforge.tasks.cloze import ClozeTask
 
 TASK = "classify"  # the few-shot methods classify texts (or text pairs)
-DEFAULT_EPOCHS = {"finetune": 20.0, "lora": 20.0, "contrastive": 1.0}
+DEFAULT_EPOCHS = {"finetune": 20.0, "lora": 20.0, "contrastive": 1.0, "cloze": 20.0}
 # Chosen on a 600-example slice of SST-2's training file held out of the samples (MiniLM, K = 8, 16):
 # contrastive at 6e-5 beat SetFit's 2e-5 by 2 points; a centroid-started head with 50 gentle steps
 # matched logistic regression, 200 steps at 1e-2 lost 2.4 points.
-DEFAULT_LEARNING_RATE = {"finetune": 5e-5, "lora": 5e-4, "contrastive": 6e-5}
-DEFAULT_BATCH_SIZE = {"finetune": 8, "lora": 8, "contrastive": 16}
+DEFAULT_LEARNING_RATE = {"finetune": 5e-5, "lora": 5e-4, "contrastive": 6e-5, "cloze": 2e-5}
+LORA_CLOZE_LEARNING_RATE = 5e-4
+DEFAULT_BATCH_SIZE = {"finetune": 8, "lora": 8, "contrastive": 16, "cloze": 8}
 HEAD_LEARNING_RATE = 1e-3  # contrastive: the head is fitted on fixed embeddings, full batch
 
 
@@ -112,10 +125,7 @@ def train_contrastively(args: FewshotArgs, sample: list[Any], labels: list[str],
         left, right = embed([p[0] for p in chosen]), embed([p[1] for p in chosen])
         loss = cosine_similarity_loss(left, right, torch.tensor([p[2] for p in chosen]))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(encoder, optimizer, scheduler, 1.0)
     encoder.eval()
 
     encoder.config = dataclasses.replace(encoder.config, classifier_pooling="mean")
@@ -142,7 +152,58 @@ def fit_head(head: nn.Module, embeddings: torch.Tensor, label_ids: torch.Tensor,
     head.eval()
 
 
-METHODS = {"finetune": train_by_finetuning, "lora": train_by_finetuning, "contrastive": train_contrastively}
+def masked_lm(model: str) -> Checkpoint:
+    try:
+        return load_checkpoint(model, head="mlm")
+    except CheckpointError as error:
+        raise ConfigError(f"--method cloze needs a checkpoint with a masked-LM head ({error}); continue the "
+                          f"pre-training of this encoder to give it one: nlpforge pretrain --objective wwm "
+                          f"--model {model} ...") from None
+
+
+def train_cloze(args: FewshotArgs, sample: list[Any], labels: list[str], seed: int, out: Path) -> Path:
+    """cloze (PET): cross-entropy of the verbalizer's scores at the mask, every example under every
+    template; the whole model or LoRA adapters train. Writes a masked-LM checkpoint of task ``cloze``."""
+    seed_everything(seed)
+    base = masked_lm(args.model)
+    tokenizer, model = base.tokenizer, base.model
+    task = ClozeTask(templates=list(args.template), verbalizer=parse_verbalizer(args.verbalizer))
+    for template in task.templates:
+        check_template(template, pairs=sample[0].text_pair is not None)
+    label_ids = verbalizer_token_ids(tokenizer, task.verbalizer, labels)
+    features = task.encode(tokenizer, sample, labels, args.max_length, args.data)
+    lora = args.cloze_tuning == "lora"
+    if lora:
+        model = add_lora(model, LoraSettings(r=args.lora_r, targets=args.lora_targets))
+    batch_size = args.batch_size or DEFAULT_BATCH_SIZE["cloze"]
+    epochs = args.epochs or DEFAULT_EPOCHS["cloze"]
+    steps = max(1, math.ceil(math.ceil(len(features) / batch_size) * epochs))
+    optimizer = adamw(model, args.learning_rate or (LORA_CLOZE_LEARNING_RATE if lora else
+                                                    DEFAULT_LEARNING_RATE["cloze"]), 0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(int(0.1 * steps), steps))
+    model.train()
+    step, epoch = 0, 0
+    with tqdm(total=steps, desc="cloze", unit="step", disable=not args.progress, leave=False) as bar:
+        while step < steps:
+            for rows in epoch_batches(len(features), batch_size, seed, epoch):
+                batch = task.collate([features[i] for i in rows], tokenizer.pad_token_id)
+                loss = torch.nn.functional.cross_entropy(label_logits(model, batch, label_ids), batch["labels"])
+                loss.backward()
+                optimizer_step(model, optimizer, scheduler, 1.0)
+                step += 1
+                bar.update(1)
+                if step >= steps:
+                    break
+            epoch += 1
+    trained = model.merge_and_unload() if lora else model
+    meta = {"task": task.name, "labels": labels, "task_settings": task.settings(), "max_length": args.max_length,
+            "stage": "fewshot-cloze", "base_model": args.model, "data": dataclasses.asdict(args.data)}
+    save_checkpoint(out, trained.eval(), base.config, tokenizer, task.head, meta)
+    return out
+
+
+METHODS = {"finetune": train_by_finetuning, "lora": train_by_finetuning, "contrastive": train_contrastively,
+           "cloze": train_cloze}
 
 
 def summary_of(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -166,7 +227,7 @@ def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labe
         model_dir = METHODS[args.method](args, sample, labels, seed, work / f"seed{seed}")
         seconds = time.perf_counter() - start
         trained = load_checkpoint(model_dir)  # what serves: adapters merged, the head as saved
-        metrics = task.evaluate(trained.model, trained.tokenizer, evaluation, labels, args.max_length,
+        metrics = (trained.task or task).evaluate(trained.model, trained.tokenizer, evaluation, labels, args.max_length,
                                 args.eval_batch_size, args.data)
         run = {"seed": seed, "accuracy": round(metrics["accuracy"], 2), "macro_f1": round(metrics["macro_f1"], 2),
                "seconds": round(seconds, 2), "train_examples": len(sample)}

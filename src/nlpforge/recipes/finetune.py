@@ -265,6 +265,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     run = Run()
     task = get_task(args.task)
+    if not task.finetunes:
+        raise ConfigError(f"--task {task.name}: trained by nlpforge fewshot --method {task.name}, not by train")
     out = Path(args.out)
     seed_everything(args.seed)
 

@@ -17,15 +17,17 @@ from nlpforge.models.gpt import GPT
 from nlpforge.models.outputs import TaskOutput
 from nlpforge.tasks.base import DataOptions, EncoderTask, Task
 from nlpforge.tasks.classify import ClassifyTask
+from nlpforge.tasks.cloze import ClozeTask
 from nlpforge.tasks.multilabel import MultiLabelTask
 from nlpforge.tasks.span_qa import SpanQATask
 from nlpforge.tasks.tag import TagTask
 
 TASKS: dict[str, type[EncoderTask]] = {
-    task.name: task for task in (ClassifyTask, TagTask, SpanQATask, MultiLabelTask)
+    task.name: task for task in (ClassifyTask, TagTask, SpanQATask, MultiLabelTask, ClozeTask)
 }
-# Weight layout (a head of convert/bert.py) -> the model class that holds it.
-HEAD_MODELS: dict[str, type[nn.Module]] = {task.head: task.model_class for task in TASKS.values()}
+# Weight layout (a head of convert/bert.py) -> the model class that holds it. A task on the masked-LM
+# head (cloze) loads as the family's masked-LM model (models/), which any MLM checkpoint is.
+HEAD_MODELS: dict[str, type[nn.Module]] = {task.head: task.model_class for task in TASKS.values() if task.head != "mlm"}
 # The same for decoders (a head of convert/gpt.py): the tasks that also run on a GPT-2 body.
 DECODER_HEAD_MODELS: dict[str, type[nn.Module]] = {
     task.head: task.decoder_model_class for task in TASKS.values() if task.decoder_model_class is not None

@@ -46,6 +46,7 @@ class Task(Protocol):
     input_schema: ClassVar[dict[str, Any]]  # JSON schema of one raw input (server docs)
     hf_config_fields: ClassVar[dict[str, Any]]  # extra config.json fields transformers reads
     heldout_share: ClassVar[float]  # share of the training examples kept back to ``tune`` settings
+    finetunes: ClassVar[bool]  # whether ``nlpforge train`` trains it (cloze: ``nlpforge fewshot``)
 
     # data -> features
     def read(self, path: str | Path, data: DataOptions) -> list[Any]: ...
@@ -90,6 +91,7 @@ class EncoderTask:
 
     hf_config_fields: ClassVar[dict[str, Any]] = {}
     heldout_share: ClassVar[float] = 0.0
+    finetunes: ClassVar[bool] = True
     decoder_model_class: ClassVar[type[nn.Module] | None] = None  # the task runs on encoders only
     per_token_views: ClassVar[bool] = False  # distillation views are (T, ...) per example
 
