@@ -7,6 +7,8 @@ For every shot setting (K per class, and N examples in total) and seed, the samp
 it: nlpforge's methods through ``nlpforge.recipes.fewshot`` (evaluated through the checkpoint each
 writes), and ``setfit`` (``SetFitModel.from_pretrained(backbone)`` + ``Trainer`` with the library's
 default arguments: one epoch of oversampled pairs, batch 16, body lr 2e-5, logistic-regression head).
+``cloze`` runs on the masked-LM backbone built by benchmarks/pretrain_continued.py (e5-small-zhen with
+a whole-word MLM head) with the template and verbalizer of ``CLOZE``, chosen before any run.
 Accuracy is on the dataset's report split (../shared/data/README.md). Writes
 benchmarks/results/fewshot_<dataset>.json: per setting and method, the runs and their mean and std.
 """
@@ -28,6 +30,9 @@ DATASETS = {  # backbone, train, report split, data options
     "chnsenticorp": ("e5", "chnsenticorp/train.tsv", "chnsenticorp/dev.tsv", {"text_column": "text_a"}),
     "tnews": ("e5", "tnews/train.tsv", "tnews/dev.tsv", {"text_column": 0, "label_column": 1}),
 }
+# --method cloze: its template and verbalizer per dataset, on the masked-LM backbone (--cloze-model)
+CLOZE = {"chnsenticorp": {"template": ["{text}总之很{mask}。"], "verbalizer": "1=好,0=差"}}
+CLOZE_MODEL = ROOT / "benchmarks" / "work" / "pretrain" / "e5-zh-wwm"  # benchmarks/pretrain_continued.py
 
 
 def backbone_path(name: str) -> str:
@@ -68,6 +73,7 @@ def main() -> None:
     parser.add_argument("--max-eval", type=int, default=0, help="evaluate on the first N report examples (0: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--cloze-model", type=Path, default=CLOZE_MODEL, help="masked-LM backbone of --method cloze")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
@@ -93,6 +99,7 @@ def main() -> None:
     settings += [("examples", args.examples)] if args.examples else []
     out_file = args.out or ROOT / "benchmarks" / "results" / f"fewshot_{args.dataset}.json"
     report: dict[str, Any] = {"benchmark": "fewshot_compare", "dataset": args.dataset, "backbone": backbone,
+                              "cloze": {**CLOZE.get(args.dataset, {}), "model": str(args.cloze_model)},
                               "train": train_file, "report_split": eval_file, "eval_examples": len(evaluation),
                               "seeds": args.seeds, "command": "python " + " ".join(sys.argv), "settings": []}
     for kind, value in settings:
@@ -108,9 +115,11 @@ def main() -> None:
                 result = {"runs": runs, **summary_of(runs)}
             else:
                 with tempfile.TemporaryDirectory() as tmp:
-                    fewshot_args = FewshotArgs(method=method, model=backbone, train=str(SHARED / "data" / train_file),
+                    cloze = CLOZE[args.dataset] if method == "cloze" else {}
+                    fewshot_args = FewshotArgs(method=method, model=str(args.cloze_model) if cloze else backbone,
+                                               train=str(SHARED / "data" / train_file),
                                                eval=str(SHARED / "data" / eval_file), out=tmp, seeds=args.seeds,
-                                               progress=False, data=data, **{kind: value})
+                                               progress=False, data=data, **cloze, **{kind: value})
                     result = run_setting(fewshot_args, train, evaluation, labels, Path(tmp),
                                          value if kind == "k" else None)
                 result = {key: result[key] for key in ("runs", "mean_accuracy", "std_accuracy", "mean_macro_f1",

@@ -122,7 +122,11 @@ def train_contrastively(args: FewshotArgs, sample: list[Any], labels: list[str],
     for step in tqdm(range(steps), desc="contrastive pairs", unit="step", disable=not args.progress, leave=False):
         start = step * batch_size % len(pairs)
         chosen = pairs[start : start + batch_size]
-        left, right = embed([p[0] for p in chosen]), embed([p[1] for p in chosen])
+        # each example of the batch's pairs is encoded once (K per class gives many repeats)
+        unique = sorted({index for pair in chosen for index in pair[:2]})
+        vectors = embed(unique)  # (U, H)
+        row = {index: position for position, index in enumerate(unique)}
+        left, right = vectors[[row[p[0]] for p in chosen]], vectors[[row[p[1]] for p in chosen]]  # (B, H) each
         loss = cosine_similarity_loss(left, right, torch.tensor([p[2] for p in chosen]))
         loss.backward()
         optimizer_step(encoder, optimizer, scheduler, 1.0)
