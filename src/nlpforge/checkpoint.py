@@ -41,6 +41,7 @@ from nlpforge.tasks import HEAD_MODELS_OF_FAMILY, TASKS, Task, task_of
 
 META_FILE = "nlpforge.json"
 ADAPTER_CONFIG = "adapter_config.json"  # a LoRA adapter directory (peft's layout)
+PROMPT_WEIGHTS = "prompt.safetensors"  # a prompt-tuning directory (adapt/prompt.py)
 WEIGHTS_FILE = "model.safetensors"
 SHARD_INDEX_FILE = "model.safetensors.index.json"
 LEGACY_WEIGHTS_FILE = "pytorch_model.bin"
@@ -115,15 +116,22 @@ def load_checkpoint(
     ``head``: ``auto`` loads the head the checkpoint carries: a task head named in config.json's
     ``architectures`` (``classify``, ``tag``, ``span_qa``), a masked-LM head (``mlm``), the causal
     LM of a decoder (``lm``), or none (``base``). ``base`` loads only the encoder of any of them.
-    A LoRA adapter directory (adapt/lora.py) loads as its base model with the adapter merged in.
+    A LoRA adapter directory (adapt/lora.py) loads as its base model with the adapter merged in, a
+    prompt directory (adapt/prompt.py) as its base model with the prompt attached.
     """
     directory = resolve_directory(name_or_path)
-    if (directory / ADAPTER_CONFIG).is_file() and not (directory / "config.json").is_file():
+    if not (directory / "config.json").is_file() and (directory / ADAPTER_CONFIG).is_file():
         from nlpforge.adapt.lora import load_adapter  # adapt/ builds on this module
 
         adapted = load_adapter(directory)  # the base model with the adapter merged in
         adapted.model.to(dtype)
         return adapted
+    if not (directory / "config.json").is_file() and (directory / PROMPT_WEIGHTS).is_file():
+        from nlpforge.adapt.prompt import load_prompt
+
+        prompted = load_prompt(directory)  # the base model with the trained prompt attached
+        prompted.model.to(dtype)
+        return prompted
     source = str(directory / "config.json")
     hf_config = read_hf_config(directory)
     require_supported(hf_config, source)  # before reading any weights

@@ -109,7 +109,7 @@ def test_fewshot_args_need_k_or_examples() -> None:
         FewshotArgs(**{**base, "method": "magic"}, k="8")
 
 
-@pytest.mark.parametrize("method", ["contrastive", "lora"])
+@pytest.mark.parametrize("method", ["contrastive", "lora", "deep-prompt"])
 def test_fewshot_command_writes_results_and_a_serving_model(
         method: str, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture) -> None:

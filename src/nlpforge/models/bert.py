@@ -99,12 +99,18 @@ class SelfAttention(nn.Module):
         mask: torch.Tensor | None,
         need_probs: bool = False,
         head_mask: torch.Tensor | None = None,
+        prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``prefix``: (B, A', P, D) keys and values every query also attends to (deep prompt tuning)."""
         B, T, _ = x.shape
         if self.num_heads == 0:  # every head pruned: the block only adds the output bias
             return self.out.bias.expand(B, T, -1), None
         # (B, T, 3 A' D) -> 3 x (B, A', T, D)
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if prefix is not None:  # keys and values (B, A', P + T, D); the prefix is never padding
+            k, v = torch.cat([prefix[0], k], dim=2), torch.cat([prefix[1], v], dim=2)
+            if mask is not None:
+                mask = torch.cat([mask.new_ones(B, 1, 1, prefix[0].shape[2]), mask], dim=-1)
         dropout_p = self.dropout_p if self.training else 0.0
         probs = None
         if need_probs:
@@ -164,8 +170,9 @@ class EncoderLayer(nn.Module):
         mask: torch.Tensor | None,
         need_probs: bool = False,
         head_mask: torch.Tensor | None = None,
+        prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, probs = self.attn(x, mask, need_probs, head_mask)
+        attended, probs = self.attn(x, mask, need_probs, head_mask, prefix)
         h = self.attn_norm(x + self.dropout(attended))  # post-LN
         return self.ffn_norm(h + self.dropout(self.ffn(h))), probs
 
@@ -200,6 +207,9 @@ class BertModel(nn.Module):
         stored = 1 if config.shared_layers else config.num_layers
         self.layers = nn.ModuleList(EncoderLayer(config, i) for i in range(stored))
         self.pooler = Pooler(config) if config.has_pooler else None
+        # Prompt tuning (adapt/prompt.py) attaches trainable prompts here; they are no part of the
+        # checkpoint's weights (an adapter directory holds them).
+        self.prompt: nn.Module | None = None
 
     def depth(self) -> list[EncoderLayer]:
         """The layer applied at each depth, first to last (ALBERT: the shared layer num_layers times)."""
@@ -224,20 +234,26 @@ class BertModel(nn.Module):
         of ``last_hidden_state`` are zeros, not values computed from pad tokens. It applies in eval
         mode to batches with padding when no hidden states, attentions or head mask are asked for.
         """
-        mask = padding_mask(attention_mask)
         x = self.embeddings(input_ids, token_type_ids)
-        if (packed and mask is not None and attention_mask is not None and not self.training
+        if self.prompt is not None:  # soft prompt tokens join the input: (B, T + P, H) and its mask
+            x, attention_mask = self.prompt.extend(x, attention_mask)
+        mask = padding_mask(attention_mask)
+        if (packed and mask is not None and attention_mask is not None and not self.training and self.prompt is None
                 and not (output_hidden_states or output_attentions or head_mask is not None)):
             x = self.forward_packed(x, attention_mask, mask)
             return EncoderOutput(last_hidden_state=x, pooler_output=self.pooler(x) if self.pooler is not None else None)
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
         for i, layer in enumerate(self.depth()):
-            x, probs = layer(x, mask, output_attentions, head_mask[i] if head_mask is not None else None)
+            prefix = self.prompt.prefix(i, x.shape[0]) if self.prompt is not None else None
+            x, probs = layer(x, mask, output_attentions, head_mask[i] if head_mask is not None else None, prefix)
             if hidden_states is not None:
                 hidden_states.append(x)
             if attentions is not None:
                 attentions.append(probs)
+        if self.prompt is not None:  # back to the input's positions: (B, T, H)
+            x = self.prompt.trim(x)
+            hidden_states = [self.prompt.trim(h) for h in hidden_states] if hidden_states is not None else None
         return EncoderOutput(
             last_hidden_state=x,
             pooler_output=self.pooler(x) if self.pooler is not None else None,

@@ -14,6 +14,7 @@ from nlpforge.settings import setting
 from nlpforge.tracking import TRACKERS
 
 QUANTIZE_MODES = ("int8", "int8-static", "none")
+PROMPT_TUNING = ("none", "prompt", "deep-prompt")
 TRACK_HELP = ("none, or mlflow: log parameters, metrics and the model to MLflow (MLFLOW_TRACKING_URI, "
               "default ./mlruns).")
 
@@ -64,6 +65,10 @@ class FinetuneArgs:
     lora_dropout: float = setting(0.05, "Dropout on the LoRA branch's input.")
     lora_targets: str = setting("attention", "Comma-separated layers to adapt: qkv, out, up, down, or the groups "
                                              "attention (qkv,out), ffn (up,down), all.")
+    prompt_tuning: str = setting("none", "Train only a prompt and the head of a frozen encoder: prompt (soft "
+                                         "input tokens) or deep-prompt (P-tuning v2: key/value prefixes at every "
+                                         "layer); OUT becomes a prompt directory.", choices=PROMPT_TUNING)
+    prompt_length: int = setting(20, "Prompt positions of --prompt-tuning.")
     resume: bool = setting(False, "Continue from OUT/resume.")
     max_train_examples: int = setting(0, "Use only the first N training examples (0: all).")
     eval_batch_size: int = setting(64, "Examples per evaluation batch.")
@@ -88,6 +93,11 @@ class FinetuneArgs:
             raise ConfigError(f"--lm-loss-weight must be >= 0, got {self.lm_loss_weight}")
         if self.lora_r < 0:
             raise ConfigError(f"--lora-r must be >= 0, got {self.lora_r}")
+        if self.prompt_tuning not in PROMPT_TUNING:
+            raise ConfigError(f"--prompt-tuning {self.prompt_tuning!r}: choose one of {', '.join(PROMPT_TUNING)}")
+        if self.prompt_tuning != "none" and self.lora_r:
+            raise ConfigError("--lora-r and --prompt-tuning both choose what trains: give one of them")
+        _check_positive(self, ("prompt_length",))
 
 
 @dataclass
@@ -197,7 +207,7 @@ class PretrainArgs:
             raise ConfigError(f"--static-masking applies to mlm, wwm, mlm+nsp and mlm+sop, not {self.objective}")
 
 
-FEWSHOT_METHODS = ("finetune", "lora", "contrastive", "cloze")
+FEWSHOT_METHODS = ("finetune", "lora", "prompt", "deep-prompt", "contrastive", "cloze")
 CLOZE_TUNING = ("full", "lora")
 
 
@@ -229,15 +239,17 @@ class FewshotArgs:
     examples: int = setting(0, "Examples in total, stratified by class (instead of --k).")
     seeds: int = setting(5, "Runs, each on its own sample: seeds --seed, --seed + 1, ...")
     seed: int = setting(0, "First seed.")
-    epochs: float | None = setting(None, "Training epochs over the sample (default: the method's: finetune, "
-                                         "lora and cloze 20; contrastive 1 over its pairs).")
-    learning_rate: float | None = setting(None, "Peak learning rate (default: finetune 5e-5, lora 5e-4, "
-                                                "contrastive 6e-5, cloze 2e-5 (with LoRA 5e-4)).")
-    batch_size: int | None = setting(None, "Examples (contrastive: pairs) per batch (default: finetune, "
-                                           "lora and cloze 8, contrastive 16).")
+    epochs: float | None = setting(None, "Training epochs over the sample (default: the method's: 20; "
+                                         "contrastive 1 over its pairs).")
+    learning_rate: float | None = setting(None, "Peak learning rate (default: finetune 5e-5, lora 5e-4, prompt "
+                                                "and deep-prompt 1e-2, contrastive 6e-5, cloze 2e-5 (with LoRA "
+                                                "5e-4)).")
+    batch_size: int | None = setting(None, "Examples (contrastive: pairs) per batch (default: 8, contrastive "
+                                           "16).")
     max_length: int = setting(128, "Tokens per example.")
     lora_r: int = setting(8, "lora: adapter rank.")
     lora_targets: str = setting("all", "lora: the layers to adapt (see nlpforge train --lora-targets).")
+    prompt_length: int = setting(20, "prompt, deep-prompt: prompt positions.")
     template: list[str] = setting(help="cloze: a prompt with {text} ({text_pair} for pairs) and one {mask}, "
                                        "e.g. '{text}总之很{mask}。'; repeat the flag to ensemble templates.",
                                   factory=list)
@@ -269,7 +281,7 @@ class FewshotArgs:
             raise ConfigError(f"--examples must be >= 1, got {self.examples}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
-        _check_positive(self, ("seeds", "max_length", "lora_r", "pair_iterations", "head_steps",
+        _check_positive(self, ("seeds", "max_length", "lora_r", "prompt_length", "pair_iterations", "head_steps",
                                "eval_batch_size"))
         if self.epochs is not None and self.epochs <= 0:
             raise ConfigError(f"--epochs must be > 0, got {self.epochs}")

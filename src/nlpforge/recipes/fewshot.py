@@ -12,6 +12,8 @@ runs, their mean and standard deviation, and keep the best run's model.
 Methods (the loops are here, the pieces in nlpforge.adapt):
     finetune     the fine-tuning recipe on the sample (every weight trains)
     lora         the same with LoRA adapters (adapt/lora.py): adapters + head train
+    prompt       the same with a soft prompt of input vectors (adapt/prompt.py): prompt + head train
+    deep-prompt  P-tuning v2: key/value prefixes at every layer (adapt/prompt.py): prefixes + head train
     contrastive  SetFit: contrastive tuning of the body on pairs drawn from the sample, then a
                  classification head over the mean-pooled embeddings (adapt/contrastive.py)
     cloze        PET: templates with a mask slot and a verbalizer, scored by the masked-LM head and
@@ -38,6 +40,7 @@ from tqdm import tqdm
 from nlpforge.adapt.cloze import check_template, label_logits, parse_verbalizer, verbalizer_token_ids
 from nlpforge.adapt.contrastive import centroid_head_init, contrastive_pairs, cosine_similarity_loss
 from nlpforge.adapt.lora import LoraSettings, add_lora
+from nlpforge.adapt.prompt import PROMPT_KINDS
 from nlpforge.adapt.sampling import sample_per_class, sample_stratified
 from nlpforge.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.data.collate import collate_inputs
@@ -56,13 +59,15 @@ from nlpforge.tasks import get_task, task_model_from_encoder
 from nlpforge.tasks.cloze import ClozeTask
 
 TASK = "classify"  # the few-shot methods classify texts (or text pairs)
-DEFAULT_EPOCHS = {"finetune": 20.0, "lora": 20.0, "contrastive": 1.0, "cloze": 20.0}
+DEFAULT_EPOCHS = {"finetune": 20.0, "lora": 20.0, "prompt": 20.0, "deep-prompt": 20.0, "contrastive": 1.0,
+                  "cloze": 20.0}
 # Chosen on a 600-example slice of SST-2's training file held out of the samples (MiniLM, K = 8, 16):
 # contrastive at 6e-5 beat SetFit's 2e-5 by 2 points; a centroid-started head with 50 gentle steps
 # matched logistic regression, 200 steps at 1e-2 lost 2.4 points.
-DEFAULT_LEARNING_RATE = {"finetune": 5e-5, "lora": 5e-4, "contrastive": 6e-5, "cloze": 2e-5}
+DEFAULT_LEARNING_RATE = {"finetune": 5e-5, "lora": 5e-4, "prompt": 1e-2, "deep-prompt": 1e-2, "contrastive": 6e-5,
+                         "cloze": 2e-5}
 LORA_CLOZE_LEARNING_RATE = 5e-4
-DEFAULT_BATCH_SIZE = {"finetune": 8, "lora": 8, "contrastive": 16, "cloze": 8}
+DEFAULT_BATCH_SIZE = {"finetune": 8, "lora": 8, "prompt": 8, "deep-prompt": 8, "contrastive": 16, "cloze": 8}
 HEAD_LEARNING_RATE = 1e-3  # contrastive: the head is fitted on fixed embeddings, full batch
 
 
@@ -77,7 +82,8 @@ def write_sample(path: Path, sample: list[Any]) -> None:
 
 
 def train_by_finetuning(args: FewshotArgs, sample: list[Any], labels: list[str], seed: int, out: Path) -> Path:
-    """finetune / lora: the fine-tuning recipe on the sample, keeping the last model (no dev set)."""
+    """finetune / lora / prompt / deep-prompt: the fine-tuning recipe on the sample, keeping the last model
+    (no dev set)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     sample_file = out.parent / f"{out.name}.sample.jsonl"
     write_sample(sample_file, sample)
@@ -90,7 +96,9 @@ def train_by_finetuning(args: FewshotArgs, sample: list[Any], labels: list[str],
         batch_size=args.batch_size or DEFAULT_BATCH_SIZE[args.method],
         learning_rate=args.learning_rate or DEFAULT_LEARNING_RATE[args.method], warmup_ratio=0.1,
         max_length=args.max_length, seed=seed, save_every=10**9, log_every=10**9, progress=False,
-        lora_r=args.lora_r if args.method == "lora" else 0, lora_targets=args.lora_targets, data=data))
+        lora_r=args.lora_r if args.method == "lora" else 0, lora_targets=args.lora_targets,
+        prompt_tuning=args.method if args.method in PROMPT_KINDS else "none", prompt_length=args.prompt_length,
+        data=data))
     sample_file.unlink()
     shutil.rmtree(out / "resume", ignore_errors=True)  # a finished few-shot run is not resumed
     (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -206,8 +214,8 @@ def train_cloze(args: FewshotArgs, sample: list[Any], labels: list[str], seed: i
     return out
 
 
-METHODS = {"finetune": train_by_finetuning, "lora": train_by_finetuning, "contrastive": train_contrastively,
-           "cloze": train_cloze}
+METHODS = {"finetune": train_by_finetuning, "lora": train_by_finetuning, "prompt": train_by_finetuning,
+           "deep-prompt": train_by_finetuning, "contrastive": train_contrastively, "cloze": train_cloze}
 
 
 def summary_of(runs: list[dict[str, Any]]) -> dict[str, float]:

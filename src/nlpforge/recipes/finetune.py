@@ -33,6 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nlpforge.adapt.lora import LoraSettings, add_lora, parameter_counts, save_adapter
+from nlpforge.adapt.prompt import attach_prompt, prompt_kind, save_prompt
 from nlpforge.checkpoint import TRAINING_STATE, load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.errors import ConfigError
 from nlpforge.recipes.configs import FinetuneArgs
@@ -252,9 +253,12 @@ def evaluate_and_keep_best(evaluation: Evaluation, model: nn.Module, state: Trai
 
 
 def save_model(out: Path, model: nn.Module, tokenizer: Any, head: str, meta: dict[str, Any]) -> None:
-    """The trained model: an adapter directory for a LoRA model (adapters + head), else a checkpoint."""
+    """The trained model: an adapter directory for a LoRA model (adapters + head), a prompt directory
+    for a prompt-tuned one (prompt + head), else a checkpoint."""
     if isinstance(model, peft.PeftModel):
         save_adapter(out, model, tokenizer, meta)
+    elif prompt_kind(model) is not None:
+        save_prompt(out, model, tokenizer, meta)
     else:
         save_checkpoint(out, model, model.config, tokenizer, head, meta)
 
@@ -297,6 +301,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     objective = with_lm_loss(task, model, args.lm_loss_weight)  # the task's inputs and loss (+ lambda * LM loss)
     if args.lora_r:  # frozen body + low-rank adapters; the head trains in full
         model = add_lora(model, LoraSettings(args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_targets))
+    if args.prompt_tuning != "none":  # frozen body + a trainable prompt; the head trains in full
+        attach_prompt(model, args.prompt_tuning, args.prompt_length)
     model.train()
     class_weights = task.class_weights(features, len(labels)) if args.class_weights and labels else None
     trained = nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
@@ -313,7 +319,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         state = load_resume(out / RESUME_DIR, model, optimizer, scheduler)
     meta = {"task": task.name, "labels": labels, "max_length": args.max_length, "stage": "finetune",
             # an adapter is loaded on top of its base: record where that is
-            "base_model": str(base.path) if args.lora_r else args.model, "data": dataclasses.asdict(args.data)}
+            "base_model": str(base.path) if args.lora_r or args.prompt_tuning != "none" else args.model,
+            "data": dataclasses.asdict(args.data)}
     tracker = start_tracking(args.track, f"finetune {task.name}", dataclasses.asdict(args)) if run.main \
         else NoTracker()
     evaluation = Evaluation(task, eval_examples or [], heldout, labels, base.tokenizer, out, meta, args, tracker)
