@@ -23,7 +23,7 @@ from nlpforge.data.options import DataOptions
 from nlpforge.errors import ConfigError, InputDataError, NlpforgeError
 from nlpforge.generation import GenerationOptions, GenerationSettingError
 from nlpforge.locate import require_file, resolve_directory
-from nlpforge.recipes.configs import CompressArgs, FewshotArgs, FinetuneArgs, PretrainArgs
+from nlpforge.recipes.configs import CompressArgs, FewshotArgs, FinetuneArgs, MetaTrainArgs, PretrainArgs
 from nlpforge.wordvec import Word2VecArgs
 
 app = typer.Typer(
@@ -429,6 +429,24 @@ register(app, "fewshot", fewshot, [], [*options(FewshotArgs, skip=("data",)), *o
          fewshot.__doc__ or "")
 
 
+def fewshot_meta_train(**flags: object) -> None:
+    """Meta-train a prompt generator for --method generator: N-way K-shot episodes from several tasks'
+    labelled files, a frozen --model (also written `nlpforge fewshot meta-train ...`)."""
+    data = given(DataOptions, flags)
+    values = given(MetaTrainArgs, {k: v for k, v in flags.items() if k != "data"})
+    resolve_directory(str(values["model"]))
+    for path in values.get("tasks") or []:
+        require_file(str(path), "--tasks")
+    args = MetaTrainArgs(**values, data=data)
+    from nlpforge.recipes.fewshot import meta_train
+
+    typer.echo(json.dumps(meta_train(args), indent=2))
+
+
+register(app, "fewshot-meta-train", fewshot_meta_train, [],
+         [*options(MetaTrainArgs, skip=("data",)), *options(DataOptions)], fewshot_meta_train.__doc__ or "")
+
+
 def word2vec(corpus: list[Path], **flags: object) -> None:
     """Train static word vectors (gensim word2vec) on plain-text files; prints a JSON summary.
 
@@ -610,6 +628,8 @@ def bench_serve(
 
 
 def main() -> None:
+    if sys.argv[1:3] == ["fewshot", "meta-train"]:  # the generator's meta-training, under its protocol's name
+        sys.argv[1:3] = ["fewshot-meta-train"]
     try:
         app()
     except NlpforgeError as error:

@@ -30,7 +30,7 @@ MASK = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])
 def test_soft_prompt_is_tokens_inserted_after_the_first() -> None:
     torch.manual_seed(0)
     encoder = BertModel(CONFIG).eval()
-    prompt = SoftPrompt(CONFIG, 3)
+    prompt = SoftPrompt(torch.nn.Parameter(torch.randn(3, CONFIG.hidden_size)))
     encoder.prompt = prompt
     with torch.no_grad():
         ours = encoder(IDS, MASK).last_hidden_state  # (B, T, H)

@@ -19,6 +19,7 @@ checkpoint; ``merge_adapter_directory`` writes that merged model as a full check
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,9 @@ def base_task_model(meta: dict[str, Any], directory: Path, base: str | None = No
                               "pass the base checkpoint's current path") from None
     task = get_task(meta["task"], meta.get("task_settings"))
     labels = meta.get("labels") or []
+    if meta.get("classifier_pooling"):  # a head trained over mean-pooled embeddings (adapt/generator.py)
+        checkpoint.model.config = dataclasses.replace(checkpoint.model.config,
+                                                      classifier_pooling=meta["classifier_pooling"])
     pad = checkpoint.tokenizer.pad_token_id if checkpoint.tokenizer is not None else None
     return checkpoint, task_model_from_encoder(checkpoint.model, task, len(labels) or 2, pad)
 

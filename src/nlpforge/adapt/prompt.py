@@ -40,12 +40,16 @@ INIT_STD = 0.02  # BERT's initializer range
 
 
 class SoftPrompt(nn.Module):
-    """P input vectors inserted after the first token (after [CLS], so first-token heads still read it)."""
+    """P input vectors inserted after the first token (after [CLS], so first-token heads still read it).
 
-    def __init__(self, config: ModelConfig, length: int) -> None:
+    ``vectors`` (P, H): an ``nn.Parameter`` to train the prompt itself, or a tensor computed elsewhere
+    (a prompt generator's output, through which gradients reach the generator).
+    """
+
+    def __init__(self, vectors: torch.Tensor) -> None:
         super().__init__()
-        self.length = length
-        self.vectors = nn.Parameter(torch.randn(length, config.hidden_size) * INIT_STD)  # (P, H)
+        self.length = vectors.shape[0]
+        self.vectors = vectors  # (P, H); registered as a parameter when it is one
 
     def extend(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         B = x.shape[0]
@@ -95,7 +99,9 @@ def attach_prompt(model: nn.Module, kind: str, length: int) -> nn.Module:
     head = getattr(model, "head", None)
     if isinstance(head, nn.Module):
         head.requires_grad_(True)
-    encoder.prompt = (SoftPrompt if kind == "prompt" else DeepPrompt)(encoder.config, length)
+    config = encoder.config
+    encoder.prompt = SoftPrompt(nn.Parameter(torch.randn(length, config.hidden_size) * INIT_STD)) \
+        if kind == "prompt" else DeepPrompt(config, length)
     return model
 
 

@@ -207,7 +207,7 @@ class PretrainArgs:
             raise ConfigError(f"--static-masking applies to mlm, wwm, mlm+nsp and mlm+sop, not {self.objective}")
 
 
-FEWSHOT_METHODS = ("finetune", "lora", "prompt", "deep-prompt", "contrastive", "cloze")
+FEWSHOT_METHODS = ("finetune", "lora", "prompt", "deep-prompt", "contrastive", "cloze", "generator")
 CLOZE_TUNING = ("full", "lora")
 
 
@@ -257,6 +257,14 @@ class FewshotArgs:
                                   "separated by commas, e.g. '1=好,0=差'.")
     cloze_tuning: str = setting("full", "cloze: tune every weight (full) or LoRA adapters (lora: --lora-r, "
                                         "--lora-targets) on the cloze objective.", choices=CLOZE_TUNING)
+    generator: str | None = setting(None, "generator: a meta-trained prompt generator directory (nlpforge "
+                                          "fewshot meta-train).")
+    description: str | None = setting(None, "generator: the task's description (default: the training file's "
+                                            "name and its labels).")
+    generator_steps: int = setting(0, "generator: gradient steps on the generated prompt (leave-one-out "
+                                      "prototype loss on the K examples); 0: none.")
+    reward_iterations: int = setting(0, "generator: evolution-strategy iterations refining the prompt by its "
+                                        "leave-one-out accuracy on the K examples (forward calls only); 0: none.")
     pair_iterations: int = setting(20, "contrastive: positive and negative pairs drawn per example.")
     head_steps: int = setting(50, "contrastive: full-batch steps refining the classification head (it starts as "
                                   "the nearest-class-centroid classifier).")
@@ -273,6 +281,10 @@ class FewshotArgs:
         if self.method == "cloze" and not (self.template and self.verbalizer):
             raise ConfigError("--method cloze needs --template (e.g. '{text}总之很{mask}。') and --verbalizer "
                               "(e.g. '1=好,0=差')")
+        if self.method == "generator" and not self.generator:
+            raise ConfigError("--method generator needs --generator DIR (nlpforge fewshot meta-train writes one)")
+        if self.generator_steps < 0 or self.reward_iterations < 0:
+            raise ConfigError("--generator-steps and --reward-iterations must be >= 0")
         if self.cloze_tuning not in CLOZE_TUNING:
             raise ConfigError(f"--cloze-tuning {self.cloze_tuning!r}: choose one of {', '.join(CLOZE_TUNING)}")
         if bool(self.k) == bool(self.examples):
@@ -292,3 +304,35 @@ class FewshotArgs:
     def shots(self) -> list[int]:
         """The --k values (empty with --examples)."""
         return k_values(self.k)
+
+
+@dataclass
+class MetaTrainArgs:
+    """Meta-training of the prompt generator (``nlpforge fewshot meta-train``)."""
+
+    model: str = setting(help="The frozen encoder the prompts are for (directory or hub name).")
+    tasks: list[str] = setting(help="A labelled file per training task (the same columns in all; see the data "
+                                    "flags); repeat the flag.")
+    out: str = setting(help="Output directory: generator.safetensors, generator.json, metrics.jsonl.")
+    episodes: int = setting(300, "Meta-training episodes (one task, N-way K-shot support + queries, each).")
+    n_way: int = setting(5, "Classes per episode (fewer when a task has fewer).")
+    k: int = setting(8, "Support examples per class.")
+    queries: int = setting(8, "Query examples per class.")
+    prompt_length: int = setting(10, "Soft prompt vectors the generator emits.")
+    learning_rate: float = setting(1e-3, "AdamW learning rate of the generator.")
+    max_length: int = setting(64, "Tokens per example.")
+    seed: int = setting(0, "Random seed.")
+    log_every: int = setting(10, "Write the running loss and accuracy every N episodes.")
+    threads: int = setting(0, "Torch CPU threads (0: torch's default).")
+    progress: bool = setting(True, "Show a progress bar.")
+    data: DataOptions = setting(help="How to read the data files.", factory=DataOptions)
+
+    def __post_init__(self) -> None:
+        self.data = _data_options(self.data)
+        if not self.tasks:
+            raise ConfigError("give at least one --tasks FILE (several: the generator learns across them)")
+        _check_positive(self, ("episodes", "n_way", "k", "queries", "prompt_length", "max_length", "log_every"))
+        if self.n_way < 2:
+            raise ConfigError(f"--n-way must be >= 2, got {self.n_way}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"--learning-rate must be > 0, got {self.learning_rate}")

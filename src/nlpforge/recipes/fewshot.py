@@ -18,6 +18,8 @@ Methods (the loops are here, the pieces in nlpforge.adapt):
                  classification head over the mean-pooled embeddings (adapt/contrastive.py)
     cloze        PET: templates with a mask slot and a verbalizer, scored by the masked-LM head and
                  trained on the cloze objective, whole model or LoRA (adapt/cloze.py, tasks/cloze.py)
+    generator    a meta-trained prompt generator (adapt/generator.py) writes a soft prompt from the
+                 K examples for the frozen encoder; class prototypes classify (``meta_train`` below)
 Every method's model is evaluated through ``load_checkpoint`` of what it wrote, so the reported
 figure is that of the artifact that serves.
 """
@@ -27,9 +29,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 import shutil
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +43,27 @@ from tqdm import tqdm
 
 from nlpforge.adapt.cloze import check_template, label_logits, parse_verbalizer, verbalizer_token_ids
 from nlpforge.adapt.contrastive import centroid_head_init, contrastive_pairs, cosine_similarity_loss
+from nlpforge.adapt.generator import (
+    GeneratorSettings,
+    PromptGenerator,
+    generate_prompt,
+    leave_one_out_logits,
+    load_generator,
+    loo_reward,
+    prompted_embeddings,
+    prototypes,
+    refine_by_reward,
+    save_generator,
+    task_ids,
+)
 from nlpforge.adapt.lora import LoraSettings, add_lora
-from nlpforge.adapt.prompt import PROMPT_KINDS
-from nlpforge.adapt.sampling import sample_per_class, sample_stratified
+from nlpforge.adapt.prompt import PROMPT_KINDS, attach_prompt, save_prompt
+from nlpforge.adapt.sampling import by_label, sample_per_class, sample_stratified
 from nlpforge.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.data.collate import collate_inputs
 from nlpforge.embed import pool
 from nlpforge.errors import CheckpointError, ConfigError, InputDataError
-from nlpforge.recipes.configs import FewshotArgs, FinetuneArgs
+from nlpforge.recipes.configs import FewshotArgs, FinetuneArgs, MetaTrainArgs
 from nlpforge.recipes.finetune import (
     adamw,
     epoch_batches,
@@ -68,6 +85,7 @@ DEFAULT_LEARNING_RATE = {"finetune": 5e-5, "lora": 5e-4, "prompt": 1e-2, "deep-p
                          "cloze": 2e-5}
 LORA_CLOZE_LEARNING_RATE = 5e-4
 DEFAULT_BATCH_SIZE = {"finetune": 8, "lora": 8, "prompt": 8, "deep-prompt": 8, "contrastive": 16, "cloze": 8}
+GENERATOR_STEP_LEARNING_RATE = 1e-3  # --generator-steps on the generated prompt
 HEAD_LEARNING_RATE = 1e-3  # contrastive: the head is fitted on fixed embeddings, full batch
 
 
@@ -214,8 +232,76 @@ def train_cloze(args: FewshotArgs, sample: list[Any], labels: list[str], seed: i
     return out
 
 
+def frozen_encoder(model: str) -> Checkpoint:
+    """The encoder of ``model`` in eval mode with no trainable parameter (gradients still flow through it)."""
+    base = load_checkpoint(model, head="base")
+    base.model.requires_grad_(False)
+    base.model.eval()
+    return base
+
+
+def tokenized(tokenizer: Any, examples: Sequence[Any], max_length: int) -> list[dict[str, Any]]:
+    return [tokenizer(e.text, e.text_pair, truncation=True, max_length=max_length) for e in examples]
+
+
+def describe_task(path: str | Path, labels: Sequence[str]) -> str:
+    """A task's default description: its file's name and its labels."""
+    return f"{Path(path).stem}: {', '.join(labels)}"
+
+
+def train_with_generator(args: FewshotArgs, sample: list[Any], labels: list[str], seed: int, out: Path) -> Path:
+    """generator: a meta-trained generator writes the prompt from the K examples (no encoder gradient);
+    optionally gradient steps on the prompt or a reward-only refinement; the classifier's head is the
+    class prototypes. Writes a prompt directory (mean pooling) that serves like any checkpoint."""
+    seed_everything(seed)
+    generator, record = load_generator(args.generator)
+    base = frozen_encoder(args.model)
+    encoder, tokenizer = base.model, base.tokenizer
+    if generator.settings.hidden_size != encoder.config.hidden_size:
+        raise ConfigError(f"--generator {args.generator} writes prompts for a hidden size of "
+                          f"{generator.settings.hidden_size} (backbone {record.get('backbone')}), but --model "
+                          f"{args.model} has {encoder.config.hidden_size}; use the generator's backbone")
+    label_ids = torch.tensor([labels.index(e.label) for e in sample])
+    features = tokenized(tokenizer, sample, args.max_length)
+    description = args.description or describe_task(args.train, labels)
+    with torch.no_grad():
+        prompt = generate_prompt(generator, encoder, task_ids(tokenizer, description, [e.text for e in sample],
+                                                              [e.label for e in sample]))
+    if args.generator_steps:  # leave-one-out prototype loss on the K examples, the prompt alone trains
+        prompt = nn.Parameter(prompt.clone())
+        optimizer = torch.optim.AdamW([prompt], lr=args.learning_rate or GENERATOR_STEP_LEARNING_RATE)
+        for _ in range(args.generator_steps):
+            support = prompted_embeddings(encoder, prompt, features, tokenizer.pad_token_id)
+            logits = generator.log_scale.exp().detach() * leave_one_out_logits(support, label_ids, len(labels))
+            torch.nn.functional.cross_entropy(logits, label_ids).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        prompt = prompt.detach()
+    if args.reward_iterations:  # forward calls only: the reward is leave-one-out accuracy on the K examples
+        def reward(candidate: torch.Tensor) -> float:
+            with torch.no_grad():
+                support = prompted_embeddings(encoder, candidate, features, tokenizer.pad_token_id)
+            return loo_reward(support, label_ids, len(labels))
+
+        prompt, _ = refine_by_reward(prompt, reward, args.reward_iterations, seed=seed)
+    with torch.no_grad():
+        support = prompted_embeddings(encoder, prompt, features, tokenizer.pad_token_id, unit=False)
+    encoder.config = dataclasses.replace(encoder.config, classifier_pooling="mean")
+    model = task_model_from_encoder(encoder, get_task(TASK), len(labels), tokenizer.pad_token_id)
+    attach_prompt(model, "prompt", prompt.shape[0])
+    with torch.no_grad():
+        model.encoder.prompt.vectors.copy_(prompt)
+    centroid_head_init(model.head.dense, model.head.out, support, label_ids)
+    meta = {"task": TASK, "labels": labels, "max_length": args.max_length, "stage": "fewshot-generator",
+            "base_model": str(base.path), "classifier_pooling": "mean", "generator": args.generator,
+            "description": description, "data": dataclasses.asdict(args.data)}
+    save_prompt(out, model.eval(), tokenizer, meta)
+    return out
+
+
 METHODS = {"finetune": train_by_finetuning, "lora": train_by_finetuning, "prompt": train_by_finetuning,
-           "deep-prompt": train_by_finetuning, "contrastive": train_contrastively, "cloze": train_cloze}
+           "deep-prompt": train_by_finetuning, "contrastive": train_contrastively, "cloze": train_cloze,
+           "generator": train_with_generator}
 
 
 def summary_of(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -309,3 +395,71 @@ def table(record: dict[str, Any]) -> str:
         lines.append(f"{'mean':>6} {result['mean_accuracy']:>9.2f} {result['mean_macro_f1']:>9.2f} "
                      f"{result['mean_seconds']:>8.1f}   (accuracy std {result['std_accuracy']:.2f})")
     return "\n".join(lines)
+
+
+def meta_train(args: MetaTrainArgs) -> dict[str, Any]:
+    """Meta-train a prompt generator on N-way K-shot episodes drawn from ``args.tasks``.
+
+        for each episode: task ~ tasks; C classes; K support + Q queries per class
+            prompt = generator(task tokens of the support)                 # (P, H)
+            loss = CE(scale * cos(query, prototypes(support)), query labels)  # both encoded with the prompt
+    """
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    base = frozen_encoder(args.model)
+    encoder, tokenizer = base.model, base.tokenizer
+    reader = get_task(TASK)
+    tasks = []
+    for path in args.tasks:
+        groups = by_label(reader.read(path, args.data))
+        usable = sorted(label for label, group in groups.items() if len(group) >= args.k + args.queries)
+        if len(usable) < 2:
+            raise InputDataError(f"{path}: fewer than 2 labels have --k + --queries = {args.k + args.queries} "
+                                 "examples; an episode needs at least two classes")
+        tasks.append((path, describe_task(path, usable), {label: groups[label] for label in usable}))
+    generator = PromptGenerator(GeneratorSettings(encoder.config.embedding_width, encoder.config.hidden_size,
+                                                  args.prompt_length))
+    optimizer = torch.optim.AdamW(generator.parameters(), lr=args.learning_rate)
+    rng = random.Random(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    curve, window_loss, window_accuracy = [], 0.0, 0.0
+    generator.train()
+    for episode in tqdm(range(1, args.episodes + 1), desc="meta-train", unit="episode", disable=not args.progress):
+        path, description, groups = rng.choice(tasks)
+        classes = rng.sample(sorted(groups), min(args.n_way, len(groups)))
+        support, query = [], []
+        for label in classes:
+            drawn = rng.sample(groups[label], args.k + args.queries)
+            support += drawn[: args.k]
+            query += drawn[args.k :]
+        rng.shuffle(support)
+        prompt = generate_prompt(generator, encoder, task_ids(tokenizer, description, [e.text for e in support],
+                                                              [e.label for e in support]))
+        support_ids = torch.tensor([classes.index(e.label) for e in support])
+        query_ids = torch.tensor([classes.index(e.label) for e in query])
+        centres = prototypes(prompted_embeddings(encoder, prompt, tokenized(tokenizer, support, args.max_length),
+                                                 tokenizer.pad_token_id), support_ids, len(classes))  # (C, H)
+        queried = prompted_embeddings(encoder, prompt, tokenized(tokenizer, query, args.max_length),
+                                      tokenizer.pad_token_id)  # (CQ, H)
+        logits = generator.log_scale.exp() * queried @ centres.T  # (CQ, C)
+        loss = torch.nn.functional.cross_entropy(logits, query_ids)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(generator.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        window_loss += loss.item()
+        window_accuracy += (logits.argmax(dim=-1) == query_ids).float().mean().item()
+        if episode % args.log_every == 0 or episode == args.episodes:
+            count = args.log_every if episode % args.log_every == 0 else episode % args.log_every
+            record = {"episode": episode, "loss": window_loss / count, "query_accuracy": 100 * window_accuracy / count}
+            curve.append(record)
+            with open(out / "metrics.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+            window_loss, window_accuracy = 0.0, 0.0
+    generator.eval()
+    summary = {"backbone": str(base.path), "tasks": [str(path) for path, _, _ in tasks], "episodes": args.episodes,
+               "n_way": args.n_way, "k": args.k, "queries": args.queries, "curve": curve}
+    save_generator(out, generator, summary)
+    return {"out": str(out), **{k: v for k, v in summary.items() if k != "curve"}, "last": curve[-1]}
