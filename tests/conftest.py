@@ -91,13 +91,23 @@ def tiny_tokenizer(vocab_file: Path) -> transformers.PreTrainedTokenizerBase:
     return tokenizer
 
 
+def save_tiny_checkpoint(out: Path, architecture: str, vocab_file: Path) -> Path:
+    """A tiny random HF ``architecture`` with the WordPiece tokenizer of ``vocab_file``, saved to ``out``."""
+    tiny_hf_model(architecture).save_pretrained(out)
+    tiny_tokenizer(vocab_file).save_pretrained(out)
+    return out
+
+
 @pytest.fixture
 def tiny_bert_dir(tmp_path: Path, tiny_vocab: Path) -> Path:
     """A saved tiny BertModel checkpoint directory with a WordPiece tokenizer."""
-    out = tmp_path / "tiny-bert"
-    tiny_hf_model("BertModel").save_pretrained(out)
-    tiny_tokenizer(tiny_vocab).save_pretrained(out)
-    return out
+    return save_tiny_checkpoint(tmp_path / "tiny-bert", "BertModel", tiny_vocab)
+
+
+@pytest.fixture
+def tiny_mlm_dir(tmp_path: Path, tiny_vocab: Path) -> Path:
+    """The same with a masked-LM head (BertForMaskedLM)."""
+    return save_tiny_checkpoint(tmp_path / "tiny-mlm", "BertForMaskedLM", tiny_vocab)
 
 
 def save_letter_model(directory: Path) -> Path:

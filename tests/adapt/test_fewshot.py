@@ -168,16 +168,6 @@ def test_centroid_head_init_is_the_nearest_centroid_classifier() -> None:
     assert agreement >= 0.98  # tanh's curvature flips only near-ties
 
 
-@pytest.fixture
-def tiny_mlm_dir(tmp_path: Path, tiny_vocab: Path) -> Path:
-    from conftest import tiny_hf_model, tiny_tokenizer
-
-    out = tmp_path / "tiny-mlm"
-    tiny_hf_model("BertForMaskedLM").save_pretrained(out)
-    tiny_tokenizer(tiny_vocab).save_pretrained(out)
-    return out
-
-
 def test_cloze_scores_are_the_mlm_logits_of_the_verbalizer_at_the_mask(tiny_mlm_dir: Path) -> None:
     from nlpforge.adapt.cloze import collate_cloze, encode_cloze, label_logits, verbalizer_token_ids
 
