@@ -8,6 +8,7 @@
 2. On the held-out task, ``nlpforge fewshot --method generator`` (no encoder gradient) and
    ``--method prompt`` (prompt tuning, same prompt length, same K, samples and seeds) run on its
    training file and are evaluated on its report split; the seconds to adapt are the run's seconds.
+   ``no-prompt`` is the generator's prototype classifier over the plain encoder (what the prompt adds).
 Writes benchmarks/results/fewshot_generator.json.
 """
 
@@ -45,6 +46,41 @@ def as_jsonl(name: str, split: int) -> Path:
     return out
 
 
+def prototypes_without_prompt(train: Path, evaluation: Path, k: int, seeds: int) -> dict:
+    """The same prototype classifier over the plain encoder (no prompt): what the generated prompt adds."""
+    import time
+
+    import numpy as np
+
+    from nlpforge.adapt.sampling import sample_per_class
+    from nlpforge.checkpoint import load_checkpoint
+    from nlpforge.data.options import DataOptions
+    from nlpforge.embed import embed_texts
+    from nlpforge.tasks import get_task
+
+    task = get_task("classify")
+    train_examples, eval_examples = task.read(train, DataOptions()), task.read(evaluation, DataOptions())
+    labels = task.label_names(train_examples, None)
+    encoder = load_checkpoint(E5, head="base")
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    queries = unit(embed_texts(encoder.model, encoder.tokenizer, [e.text for e in eval_examples], max_length=128,
+                               progress=False))
+    gold = np.array([labels.index(e.label) for e in eval_examples])
+    runs = []
+    for seed in range(seeds):
+        start = time.perf_counter()
+        sample = sample_per_class(train_examples, k, seed, train)
+        support = unit(embed_texts(encoder.model, encoder.tokenizer, [e.text for e in sample], max_length=128,
+                                   progress=False))
+        ids = np.array([labels.index(e.label) for e in sample])
+        centres = unit(np.stack([support[ids == c].mean(axis=0) for c in range(len(labels))]))
+        accuracy = float((np.argmax(queries @ centres.T, axis=1) == gold).mean() * 100)
+        runs.append({"seed": seed, "accuracy": round(accuracy, 2), "seconds": round(time.perf_counter() - start, 2)})
+    accuracies = [r["accuracy"] for r in runs]
+    return {"runs": runs, "mean_accuracy": round(float(np.mean(accuracies)), 2),
+            "std_accuracy": round(float(np.std(accuracies, ddof=1)), 2) if seeds > 1 else 0.0}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--heldout", choices=tuple(TASKS), default="chnsenticorp")
@@ -56,6 +92,8 @@ def main() -> None:
     parser.add_argument("--skip-meta-train", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fewshot_generator.json")
+    parser.add_argument("--methods", default="generator,prompt,no-prompt",
+                        help="no-prompt: the prototype classifier over the plain encoder")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
@@ -65,8 +103,9 @@ def main() -> None:
     from nlpforge.recipes.fewshot import fewshot, meta_train
 
     torch.set_num_threads(args.threads)
-    report = {"benchmark": "fewshot_generator", "backbone": E5, "heldout": args.heldout, "k": args.k,
-              "command": "python " + " ".join(sys.argv)}
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}  # a partial rerun keeps the rest
+    report.update({"benchmark": "fewshot_generator", "backbone": E5, "heldout": args.heldout, "k": args.k})
+    report.setdefault("commands", []).append("python " + " ".join(sys.argv))
     training = [as_jsonl(name, 0) for name in TASKS if name != args.heldout]
     if not args.skip_meta_train:
         start = time.perf_counter()
@@ -76,7 +115,11 @@ def main() -> None:
         report["meta_train"]["seconds"] = round(time.perf_counter() - start, 1)
         print(json.dumps(report["meta_train"]["last"]), flush=True)
     train, evaluation = as_jsonl(args.heldout, 0), as_jsonl(args.heldout, 1)
-    for method in ("generator", "prompt"):
+    methods = args.methods.split(",")
+    if "no-prompt" in methods:
+        report["no-prompt"] = prototypes_without_prompt(train, evaluation, args.k, args.seeds)
+        print(json.dumps({"method": "no-prompt", "mean_accuracy": report["no-prompt"]["mean_accuracy"]}), flush=True)
+    for method in (m for m in ("generator", "prompt") if m in methods):
         with tempfile.TemporaryDirectory() as tmp:
             result = fewshot(FewshotArgs(method=method, model=E5, train=str(train), eval=str(evaluation), out=tmp,
                                          k=str(args.k), seeds=args.seeds, prompt_length=10, progress=False,
@@ -86,6 +129,8 @@ def main() -> None:
                           "mean_seconds": result["mean_seconds"]}), flush=True)
         report["machine"] = machine_record()
         args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    report["machine"] = machine_record()
+    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
