@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import random
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -139,6 +141,19 @@ def write_classification(path: Path, count: int, seed: int) -> None:
             words[rng.randrange(len(words))] = "z"
         rows.append(f"{' '.join(words)}\t{i % 2}")
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def ready_client(app: Any) -> Any:
+    """A started ``TestClient`` over ``app`` once /ready answers 200 (the caller exits it)."""
+    from fastapi.testclient import TestClient
+
+    client = TestClient(app)
+    client.__enter__()
+    deadline = time.monotonic() + 30
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, "server never became ready"
+        time.sleep(0.02)
+    return client
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:

@@ -489,6 +489,19 @@ class Backend(str, Enum):
     onnxruntime = "onnxruntime"
 
 
+def _named_directories(values: list[str], option: str) -> dict[str, str]:
+    """``NAME=DIR`` options as {name: directory}, each directory checked to exist."""
+    named: dict[str, str] = {}
+    for value in values:
+        name, sep, directory = (part.strip() for part in value.partition("="))
+        if not sep or not name or not directory:
+            raise ConfigError(f"{option} {value!r}: write NAME=DIRECTORY (e.g. {option} sentiment=out/sst2-lora)")
+        if name in named:
+            raise ConfigError(f"{option}: the name {name!r} is given twice; each needs its own name")
+        named[name] = str(resolve_directory(directory))
+    return named
+
+
 @app.command()
 def serve(
     artifact: Annotated[str, typer.Argument(help="Checkpoint directory (fine-tuned, a bare encoder for "
@@ -518,9 +531,13 @@ def serve(
     threads: Annotated[int, typer.Option(min=0, help="CPU threads for the model(s) (0: all cores, split "
                                                      "between instances).")] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    adapter: Annotated[list[str] | None, typer.Option(
+        help="NAME=DIR: a LoRA adapter trained on ARTIFACT (the base checkpoint), repeatable; a request picks "
+             "one with \"adapter\": NAME (default: the first). All share one copy of the base.")] = None,
 ) -> None:
     """Serve a model over HTTP: /v1/predict, /v1/embed (or /v1/generate for a language model), /health, /ready,
     /metrics, /docs, and a playground at /."""
+    adapters = _named_directories(adapter or [], "--adapter")
     # The address is taken first and handed to uvicorn: a busy port is a one-line error at once, not
     # after seconds of imports and loading, and no other process can take it while the model loads.
     with _listen_socket(host, port) as listener:
@@ -537,7 +554,7 @@ def serve(
                                  request_timeout_s=request_timeout, max_body_bytes=max_body_bytes,
                                  max_inputs=min(max_inputs, max_queue), max_chars=max_chars, api_key=api_key,
                                  max_new_tokens=max_new_tokens)
-        app = build_app(artifact, settings, instances, backend.value if backend else None, threads)
+        app = build_app(artifact, settings, instances, backend.value if backend else None, threads, adapters)
         typer.echo(f"serving {artifact} (task: {served_task(app.state.model)}, backend: "
                    f"{app.state.model.backend}, {instances} instance(s) x {torch.get_num_threads()} thread(s)) on "
                    f"http://{host}:{port}  playground: /  docs: /docs", err=True)

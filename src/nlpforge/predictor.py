@@ -13,6 +13,10 @@ Inputs per task (each task's ``input_schema``): classify and multilabel take a s
 "context"}``. ``parse`` checks one raw input and raises ``InputDataError`` naming where it came
 from, so callers can reject bad input before queueing it.
 
+Several LoRA adapters of one base share one copy of it: ``Predictor.load(base, adapters={"sentiment":
+"out/sst2-lora", "topic": "out/tnews-lora"})``, then ``predict(inputs, adapter="topic")`` (default:
+the first); each adapter keeps its own labels, head and input settings (nlpforge.adapt.lora).
+
 A decoder checkpoint (GPT-2 family, ``nlpforge pretrain --objective clm``) generates text instead:
 ``predictor.stream(prompt, options)`` yields the new text token by token, ``predictor.generate(prompts,
 options)`` returns whole completions (nlpforge.generation).
@@ -20,9 +24,10 @@ options)`` returns whole completions (nlpforge.generation).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,20 +68,26 @@ class Predictor:
     batch_size: int = 32
     # The temporary ONNX export of a checkpoint served with --backend onnxruntime (kept alive here).
     _export_dir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+    # LoRA adapters on the one base ``model`` (a peft.PeftModel): name -> the adapter's nlpforge.json.
+    adapters: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, artifact: str | os.PathLike[str], backend: str | None = None, threads: int | None = None,
-             batch_size: int = 32) -> Predictor:
+             batch_size: int = 32, adapters: Mapping[str, str | os.PathLike[str]] | None = None) -> Predictor:
         """Load a checkpoint directory (or hub name) or an exported ONNX directory.
 
         ``backend``: None picks the artifact's own (ONNX -> onnxruntime, checkpoint -> torch);
         ``onnxruntime`` on a torch checkpoint exports it to ONNX first (fp32, a temporary directory).
         ``threads``: intra-op threads for onnxruntime (torch uses its process-wide setting).
+        ``adapters``: name -> LoRA adapter directory, all trained on ``artifact`` (the base checkpoint),
+        loaded unmerged on one copy of it and chosen per call (torch only).
         """
         if backend not in (None, *BACKENDS):
             raise ConfigError(f"backend {backend!r} is not supported; use one of {', '.join(BACKENDS)}")
         path = str(artifact)
         is_onnx = (Path(path) / ONNX_FILE).is_file()
+        if adapters:
+            return cls._load_adapters(path, adapters, backend, is_onnx, batch_size)
         if is_onnx and backend == "torch":
             raise ConfigError(f"{path}: is an ONNX export; serve it with --backend onnxruntime "
                               "(or pass the torch checkpoint it came from)")
@@ -94,6 +105,24 @@ class Predictor:
             raise ConfigError(f"{path}: has no tokenizer files; save the tokenizer next to the model")
         meta = {**loaded.meta, "task": loaded.task.name if loaded.task else None}
         return cls(loaded.model, loaded.tokenizer, meta, loaded.backend, path, loaded.task, batch_size, export_dir)
+
+    @classmethod
+    def _load_adapters(cls, base: str, adapters: Mapping[str, str | os.PathLike[str]], backend: str | None,
+                       is_onnx: bool, batch_size: int) -> Predictor:
+        from nlpforge.adapt.lora import load_adapter_set  # peft only when adapters are served
+
+        if is_onnx or backend == "onnxruntime":
+            raise ConfigError(f"{base}: adapters are switched per request on a torch model; serve the base "
+                              "checkpoint with the torch backend (or merge one adapter with `nlpforge lora-merge` "
+                              "and export that)")
+        checkpoint, metas = load_adapter_set({name: str(directory) for name, directory in adapters.items()}, base)
+        if checkpoint.tokenizer is None:
+            raise ConfigError(f"{base}: has no tokenizer files; save the tokenizer next to the model")
+        task = checkpoint.task
+        metas = {name: {**meta, "task": task.name if task else None} for name, meta in metas.items()}
+        first = next(iter(metas))
+        return cls(checkpoint.model, checkpoint.tokenizer, metas[first], "torch", base, task, batch_size,
+                   adapters=metas)
 
     # ------------------------------------------------------------------ what the model can do
 
@@ -114,8 +143,24 @@ class Predictor:
     @property
     def max_length(self) -> int:
         """Tokens per input: as trained (nlpforge.json), else 128; never past the model's positions."""
+        return self._max_length(self.meta)
+
+    def _max_length(self, meta: dict[str, Any]) -> int:
         config = self.model.config
-        return min(int(self.meta.get("max_length", 128)), config.max_positions - config.position_offset)
+        return min(int(meta.get("max_length", 128)), config.max_positions - config.position_offset)
+
+    def adapter_meta(self, adapter: str | None) -> dict[str, Any]:
+        """The record that predictions under ``adapter`` follow (labels, max_length, data options):
+        the adapter's (None: the first), or the model's own when it serves no adapters."""
+        if not self.adapters:
+            if adapter is not None:
+                raise ConfigError(f"{self.path}: serves no adapters, so adapter {adapter!r} cannot be chosen; "
+                                  "load it with adapters={name: directory} (`nlpforge serve --adapter NAME=DIR`)")
+            return self.meta
+        name = adapter if adapter is not None else next(iter(self.adapters))
+        if name not in self.adapters:
+            raise InputDataError(f"adapter: {name!r} is not served here; choose one of {', '.join(self.adapters)}")
+        return self.adapters[name]
 
     @property
     def encoder(self) -> nn.Module | OnnxModel | None:
@@ -131,28 +176,37 @@ class Predictor:
         """What the model is, for /ready and the playground."""
         return {"path": self.path, "task": self.task, "backend": self.backend, "labels": self.labels,
                 "max_length": self.max_length, "precision": self.meta.get("precision", "fp32"),
-                "embed": self.encoder is not None, "generate": self.generates}
+                "embed": self.encoder is not None, "generate": self.generates,
+                **({"adapters": {name: meta.get("labels") for name, meta in self.adapters.items()}}
+                   if self.adapters else {})}
 
     # ------------------------------------------------------------------ inference
 
-    def parse(self, record: Any, where: str) -> Any:
+    def parse(self, record: Any, where: str, adapter: str | None = None) -> Any:
         """One raw input (a string or a JSON object) -> the task's input; InputDataError names ``where``."""
         task = self._task()
+        meta = self.adapter_meta(adapter)
         parsed = task.parse_input(record, where)
-        task.check_input(parsed, self.tokenizer, self.max_length, DataOptions(**(self.meta.get("data") or {})), where)
+        task.check_input(parsed, self.tokenizer, self._max_length(meta), DataOptions(**(meta.get("data") or {})),
+                         where)
         return parsed
 
-    def predict_parsed(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
+    def predict_parsed(self, inputs: Sequence[Any], adapter: str | None = None) -> list[dict[str, Any]]:
         """Predictions for inputs already checked by ``parse``, in order (batched by length)."""
-        options = DataOptions(**(self.meta.get("data") or {}))
+        meta = self.adapter_meta(adapter)
+        if self.adapters:  # one batch holds one adapter's inputs (the server groups them so)
+            self.model.set_adapter(adapter if adapter is not None else next(iter(self.adapters)))
+        options = DataOptions(**(meta.get("data") or {}))
         with torch.inference_mode():
-            return self._task().predict(self.model, self.tokenizer, inputs, self.labels, self.max_length,
-                                        self.batch_size, options)
+            return self._task().predict(self.model, self.tokenizer, inputs, meta.get("labels"),
+                                        self._max_length(meta), self.batch_size, options)
 
-    def predict(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
+    def predict(self, inputs: Sequence[Any], adapter: str | None = None) -> list[dict[str, Any]]:
         """classify -> label, score, scores; multilabel -> labels, scores; tag -> entities with
-        character offsets; span_qa -> answer, score, start, end."""
-        return self.predict_parsed([self.parse(record, f"inputs[{i}]") for i, record in enumerate(inputs)])
+        character offsets; span_qa -> answer, score, start, end. ``adapter``: which LoRA adapter
+        answers (when several are loaded)."""
+        return self.predict_parsed([self.parse(record, f"inputs[{i}]", adapter) for i, record in enumerate(inputs)],
+                                   adapter)
 
     def embed(self, texts: Sequence[str], pooling: str = "mean") -> np.ndarray:
         """(N, H) float32 sentence vectors (mean pooling over the encoder's last hidden states)."""
@@ -166,8 +220,10 @@ class Predictor:
             if not isinstance(text, str) or not text.strip():
                 raise InputDataError(f"inputs[{i}]: must be a non-empty string")
             check_encodable(text, f"inputs[{i}]")
-        return embed_texts(encoder, self.tokenizer, texts, pooling, self.batch_size, self.max_length,
-                           progress=False)
+        # With adapters: the base encoder's embeddings, whichever adapter answered last.
+        with self.model.disable_adapter() if self.adapters else contextlib.nullcontext():
+            return embed_texts(encoder, self.tokenizer, texts, pooling, self.batch_size, self.max_length,
+                               progress=False)
 
     def stream(self, prompts: str | Sequence[str], options: GenerationOptions | None = None
                ) -> Iterator[GenerationStep]:

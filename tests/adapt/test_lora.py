@@ -16,7 +16,7 @@ from conftest import run_cli, write_classification
 from nlpforge.adapt.lora import LoraSettings, add_lora, is_adapter_directory, load_adapter, save_adapter
 from nlpforge.checkpoint import load_checkpoint
 from nlpforge.config import ModelConfig
-from nlpforge.errors import CheckpointError, ConfigError
+from nlpforge.errors import CheckpointError, ConfigError, InputDataError
 from nlpforge.predictor import Predictor
 from nlpforge.recipes.configs import FinetuneArgs
 from nlpforge.recipes.finetune import finetune
@@ -160,3 +160,69 @@ def test_adapter_with_a_moved_base_says_so(tiny_bert_dir: Path, tmp_path: Path) 
                  {"task": "classify", "labels": ["0", "1"], "base_model": str(tmp_path / "gone")})
     with pytest.raises(CheckpointError, match=r"base model .*gone"):
         load_checkpoint(tmp_path / "adapter")
+
+
+def write_adapter(base_dir: Path, out: Path, labels: list[str], seed: int) -> Path:
+    """An adapter (and head) moved off its start by a few random steps, saved for ``base_dir``."""
+    base = load_checkpoint(base_dir, head="base")
+    torch.manual_seed(seed)
+    model = add_lora(task_model_from_encoder(base.model, get_task("classify"), len(labels)), LoraSettings(r=2))
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    for step in range(3):
+        generator = torch.Generator().manual_seed(seed * 10 + step)
+        ids = torch.randint(5, 30, (4, 7), generator=generator)
+        target = torch.randint(0, len(labels), (4,), generator=generator)
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=target).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return save_adapter(out, model, base.tokenizer, {"task": "classify", "labels": labels, "max_length": 16,
+                                                      "base_model": str(base_dir)})
+
+
+def test_several_adapters_share_one_base_and_are_chosen_per_request(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from conftest import ready_client
+    from nlpforge.serve.app import create_app
+
+    sentiment = write_adapter(tiny_bert_dir, tmp_path / "sentiment", ["neg", "pos"], seed=1)
+    topic = write_adapter(tiny_bert_dir, tmp_path / "topic", ["news", "sport"], seed=2)
+    predictor = Predictor.load(tiny_bert_dir, adapters={"sentiment": sentiment, "topic": topic})
+    assert list(predictor.adapters) == ["sentiment", "topic"]
+    inputs = ["a b c d", "e f g", "h i j k l"]
+    for name, directory in (("sentiment", sentiment), ("topic", topic)):
+        alone = Predictor.load(directory).predict(inputs)  # the adapter merged into its own copy of the base
+        shared = predictor.predict(inputs, adapter=name)
+        assert [p["label"] for p in shared] == [p["label"] for p in alone]
+        assert_close(torch.tensor([p["score"] for p in shared]), torch.tensor([p["score"] for p in alone]),
+                     atol=1e-5, rtol=1e-5)
+    # the two adapters really differ, and no adapter named means the first
+    topic_scores = [p["scores"]["sport"] for p in predictor.predict(inputs, adapter="topic")]
+    assert [p["scores"].get("sport") for p in predictor.predict(inputs)] == [None] * 3
+    assert predictor.predict(inputs)[0]["label"] in ("neg", "pos")
+    with pytest.raises(InputDataError, match=r"adapter: 'legal' is not served here; choose one of sentiment, topic"):
+        predictor.predict(inputs, adapter="legal")
+
+    client = ready_client(create_app(predictor))
+    try:
+        response = client.post("/v1/predict", json={"inputs": inputs, "adapter": "topic"})
+        assert response.status_code == 200
+        assert [o["scores"]["sport"] for o in response.json()["outputs"]] == pytest.approx(topic_scores, abs=1e-5)
+        response = client.post("/v1/predict", json={"inputs": inputs, "adapter": "legal"})
+        assert response.status_code == 422 and response.json()["field"] == "adapter"
+        assert client.get("/v1/model").json()["adapters"] == {"sentiment": ["neg", "pos"], "topic": ["news", "sport"]}
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_adapters_with_heads_of_different_shapes_are_refused(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    two = write_adapter(tiny_bert_dir, tmp_path / "two", ["a", "b"], seed=1)
+    three = write_adapter(tiny_bert_dir, tmp_path / "three", ["a", "b", "c"], seed=2)
+    with pytest.raises(ConfigError, match=r"adapter 'three' has 3 labels but 'two' has 2"):
+        Predictor.load(tiny_bert_dir, adapters={"two": two, "three": three})
+    with pytest.raises(ConfigError, match=r"adapter 'base': .* is not a LoRA adapter directory"):
+        Predictor.load(tiny_bert_dir, adapters={"base": tiny_bert_dir})
+
+
+def test_serve_adapter_option_says_how_to_write_it(tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    code, _, stderr = run_cli(monkeypatch, capsys, "serve", tiny_bert_dir, "--port", "0", "--adapter", "sentiment")
+    assert code == 2 and "--adapter 'sentiment': write NAME=DIRECTORY" in stderr

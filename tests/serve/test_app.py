@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import tiny_hf_model, tiny_tokenizer
+from conftest import ready_client, tiny_hf_model, tiny_tokenizer
 from nlpforge.predictor import Predictor
 from nlpforge.serve.app import ServeSettings, create_app
 
@@ -31,16 +31,6 @@ def tiny_checkpoint(tmp_path: Path, vocab: Path, kind: str) -> Path:
 @pytest.fixture
 def classifier(tmp_path: Path, tiny_vocab: Path) -> Predictor:
     return Predictor.load(tiny_checkpoint(tmp_path, tiny_vocab, "classify"))
-
-
-def ready_client(app) -> TestClient:
-    client = TestClient(app)
-    client.__enter__()
-    deadline = time.monotonic() + 30
-    while client.get("/ready").status_code != 200:
-        assert time.monotonic() < deadline, "server never became ready"
-        time.sleep(0.02)
-    return client
 
 
 @pytest.fixture
@@ -213,11 +203,11 @@ class BlockingPredictor:
     def __getattr__(self, name: str):
         return getattr(self.predictor, name)
 
-    def predict_parsed(self, inputs):
+    def predict_parsed(self, inputs, adapter=None):
         self.calls.append(len(inputs))
         if len(self.calls) > 1:  # the warm-up call passes
             self.release.wait(10)
-        return self.predictor.predict_parsed(inputs)
+        return self.predictor.predict_parsed(inputs, adapter)
 
 
 async def _started(app):
@@ -293,10 +283,10 @@ class Panic(BaseException):
 class PanickingPredictor(BlockingPredictor):
     """Model calls on an input saying 'panic' raise Panic."""
 
-    def predict_parsed(self, inputs):
+    def predict_parsed(self, inputs, adapter=None):
         if any("panic" in str(x) for x in inputs):
             raise Panic("stride must be strictly less than max_len")
-        return self.predictor.predict_parsed(inputs)
+        return self.predictor.predict_parsed(inputs, adapter)
 
 
 def test_a_panicking_batch_fails_alone_and_the_server_goes_on(classifier: Predictor) -> None:

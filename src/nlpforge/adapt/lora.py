@@ -15,12 +15,17 @@ the tokenizer, and ``nlpforge.json`` naming the base checkpoint (``base_model``)
 labels. ``load_checkpoint`` on it loads the base, applies the adapter and merges it
 (``W + (alpha / r) B A``), so a trained adapter predicts, compresses, exports and serves like any
 checkpoint; ``merge_adapter_directory`` writes that merged model as a full checkpoint.
+
+``load_adapter_set`` puts several adapters of one base on a single copy of it, unmerged; the
+``Predictor`` (and the server, per request) picks one with ``set_adapter`` before each batch, so N
+tasks cost one base model in memory plus N adapters and heads.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,6 +177,46 @@ def load_adapter(directory: str | Path, base: str | None = None, merge: bool = T
     return Checkpoint(loaded, model.config, tokenizer, directory, meta, get_task(meta["task"]).head)
 
 
+def load_adapter_set(named: Mapping[str, str | Path], base: str | None = None
+                     ) -> tuple[Checkpoint, dict[str, dict[str, Any]]]:
+    """Several adapter directories (name -> directory) on one copy of their base, unmerged.
+
+    Returns the checkpoint (its model a ``peft.PeftModel`` holding every adapter, the first active;
+    its meta the first adapter's) and each adapter's nlpforge.json by name. ``base`` (default: the
+    first adapter's ``base_model``) is loaded once. The adapters must share the task and the head's
+    shape: peft keeps one copy of the head per adapter, shaped like the first.
+    """
+    if not named:
+        raise ConfigError("no adapters given; name at least one as NAME=DIRECTORY")
+    metas: dict[str, dict[str, Any]] = {}
+    for name, directory in named.items():
+        if not is_adapter_directory(Path(directory)):
+            raise ConfigError(f"adapter {name!r}: {directory} is not a LoRA adapter directory (no {ADAPTER_CONFIG}); "
+                              "train one with `nlpforge train ... --lora-r 8`")
+        metas[name] = read_meta(Path(directory))
+        if "task" not in metas[name]:
+            raise CheckpointError(f"{directory}: an adapter directory needs its {META_FILE} (task, labels, base_model)")
+    first = next(iter(named))
+    for name, meta in metas.items():
+        for key, what in (("task", "task"), ("classifier_pooling", "classifier pooling")):
+            if meta.get(key) != metas[first].get(key):
+                raise ConfigError(f"adapter {name!r} has {what} {meta.get(key)!r} but {first!r} has "
+                                  f"{metas[first].get(key)!r}; adapters served together must share it")
+        if len(meta.get("labels") or []) != len(metas[first].get("labels") or []):
+            raise ConfigError(f"adapter {name!r} has {len(meta.get('labels') or [])} labels but {first!r} has "
+                              f"{len(metas[first].get('labels') or [])}; adapters served together need heads of "
+                              "one shape (serve the others from another server)")
+    checkpoint, model = base_task_model(metas[first], Path(named[first]), base)
+    wrapped = peft.PeftModel.from_pretrained(model, str(named[first]), adapter_name=first)
+    for name, directory in list(named.items())[1:]:
+        wrapped.load_adapter(str(directory), adapter_name=name)
+    wrapped.set_adapter(first)
+    wrapped.eval()
+    tokenizer = load_tokenizer(Path(named[first])) or checkpoint.tokenizer
+    return (Checkpoint(wrapped, model.config, tokenizer, Path(named[first]), metas[first],
+                       get_task(metas[first]["task"]).head), metas)
+
+
 def merge_adapter_directory(adapter_dir: str | Path, out_dir: str | Path, base: str | None = None) -> Path:
     """Write the adapter merged into its base as a full checkpoint (the deployable model)."""
     checkpoint = load_adapter(adapter_dir, base)
@@ -181,5 +226,5 @@ def merge_adapter_directory(adapter_dir: str | Path, out_dir: str | Path, base: 
 
 
 __all__ = ["ADAPTER_CONFIG", "TARGET_GROUPS", "LoraSettings", "add_lora", "is_adapter_directory", "load_adapter",
-           "merge_adapter_directory", "parameter_counts", "save_adapter", "target_modules"]
+           "load_adapter_set", "merge_adapter_directory", "parameter_counts", "save_adapter", "target_modules"]
 

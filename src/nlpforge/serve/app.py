@@ -136,9 +136,12 @@ def served_task(model: Predictor) -> str:
 
 
 def build_app(artifact: str | os.PathLike[str], settings: ServeSettings | None = None, instances: int = 1,
-              backend: str | None = None, threads: int = 0) -> FastAPI:
+              backend: str | None = None, threads: int = 0,
+              adapters: dict[str, str] | None = None) -> FastAPI:
     """An app serving ``artifact`` (any checkpoint, ONNX or INT8 directory) with ``instances`` model
     copies, each running its own batches on ``threads // instances`` threads (0: all cores).
+    ``adapters`` (name -> LoRA adapter directory trained on ``artifact``): a request picks one with
+    ``"adapter": name`` (default: the first).
 
     What ``nlpforge serve`` runs; pass the result to any ASGI server (``uvicorn.run(app)``).
     """
@@ -149,7 +152,8 @@ def build_app(artifact: str | os.PathLike[str], settings: ServeSettings | None =
         raise NlpforgeError(f"instances must be >= 1, got {instances}")
     per_instance = max(1, (threads or os.cpu_count() or 1) // instances)
     torch.set_num_threads(per_instance)
-    models = [Predictor.load(artifact, backend, per_instance, settings.max_batch_size) for _ in range(instances)]
+    models = [Predictor.load(artifact, backend, per_instance, settings.max_batch_size, adapters)
+              for _ in range(instances)]
     return create_app(models[0], settings, [ThreadWorker(model) for model in models])
 
 
@@ -232,16 +236,20 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
             raise ClientError(504, f"no result within {settings.request_timeout_s:g} s; the server is overloaded",
                               None) from None
 
-    def body_doc(item_schema: dict[str, Any], example: Any) -> dict[str, Any]:
-        """The OpenAPI request body: ``{"inputs": [item, ...]}``, items as the task's input schema says."""
+    def body_doc(item_schema: dict[str, Any], example: Any, adapters: Sequence[str] = ()) -> dict[str, Any]:
+        """The OpenAPI request body: ``{"inputs": [item, ...]}``, items as the task's input schema says
+        (and ``"adapter"``, one of ``adapters``, when the model serves several)."""
+        properties: dict[str, Any] = {"inputs": {"type": "array", "minItems": 1, "maxItems": settings.max_inputs,
+                                                 "items": item_schema}}
+        if adapters:
+            properties["adapter"] = {"type": "string", "enum": list(adapters), "default": adapters[0]}
         schema = {"type": "object", "required": ["inputs"], "additionalProperties": False,
-                  "properties": {"inputs": {"type": "array", "minItems": 1, "maxItems": settings.max_inputs,
-                                            "items": item_schema}},
-                  "example": {"inputs": [example]}}
+                  "properties": properties, "example": {"inputs": [example]}}
         return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
     task = model.task_spec
-    predict_doc = body_doc(task.input_schema, task.warmup_input) if task else body_doc({"type": "string"}, "text")
+    predict_doc = body_doc(task.input_schema, task.warmup_input, list(model.adapters)) if task \
+        else body_doc({"type": "string"}, "text")
     embed_doc = body_doc({"type": "string"}, "a gorgeous, witty film")
 
     @app.post(f"/{API_VERSION}/predict", dependencies=[Depends(authorized)], openapi_extra=predict_doc,
@@ -252,10 +260,13 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
             raise ClientError(400, f"{model.path} is a language model; use /{API_VERSION}/generate")
         if model.task is None:
             raise ClientError(400, f"{model.path} is an encoder without a task head; use /{API_VERSION}/embed")
-        raw = _inputs_of(await _read_json(request, settings.max_body_bytes), settings)
-        parsed = [_parse(model, record, i) for i, record in enumerate(raw)]
+        payload = await _read_json(request, settings.max_body_bytes)
+        raw = _inputs_of(payload, settings, ("adapter",))
+        adapter = _adapter_of(payload, model)
+        parsed = [_parse(model, record, i, adapter) for i, record in enumerate(raw)]
         start = time.perf_counter()
-        outputs = await run("predict", parsed)
+        # A batch holds one kind, so the batcher never mixes two adapters' inputs in one model call.
+        outputs = await run(f"predict:{adapter}" if adapter is not None else "predict", parsed)
         return _json({"outputs": outputs, "latency_ms": round(1000 * (time.perf_counter() - start), 2)})
 
     @app.post(f"/{API_VERSION}/embed", dependencies=[Depends(authorized)], openapi_extra=embed_doc,
@@ -449,13 +460,15 @@ def _nested_too_deep(text: str, limit: int) -> tuple[bool, str | None]:
     return False, None
 
 
-def _inputs_of(payload: Any, settings: ServeSettings) -> list[Any]:
-    """The ``inputs`` list of a request body, checked for shape and size (one input may be given bare)."""
+def _inputs_of(payload: Any, settings: ServeSettings, optional: tuple[str, ...] = ()) -> list[Any]:
+    """The ``inputs`` list of a request body, checked for shape and size (one input may be given bare);
+    ``optional``: the other fields the route takes."""
     if not isinstance(payload, dict):
         raise ClientError(422, f'body must be a JSON object like {{"inputs": [...]}}, not {json_type(payload)}')
-    unknown = sorted(set(payload) - {"inputs"})
+    unknown = sorted(set(payload) - {"inputs", *optional})
     if unknown:
-        raise ClientError(422, f"unknown field {unknown[0]!r}; the body takes only 'inputs'", unknown[0])
+        takes = " and ".join(repr(name) for name in ("inputs", *optional))
+        raise ClientError(422, f"unknown field {unknown[0]!r}; the body takes only {takes}", unknown[0])
     if "inputs" not in payload or payload["inputs"] is None:
         raise ClientError(422, "field 'inputs' is required: a list of inputs", "inputs")
     inputs = payload["inputs"]
@@ -494,10 +507,24 @@ def _lone_surrogate(record: Any, where: str) -> str | None:
     return None
 
 
-def _parse(model: Predictor, record: Any, index: int) -> Any:
+def _adapter_of(payload: dict[str, Any], model: Predictor) -> str | None:
+    """The request's ``adapter`` field, checked against the adapters the model serves (None: not given)."""
+    adapter = payload.get("adapter")
+    if adapter is None:
+        return None
+    if not isinstance(adapter, str):
+        raise ClientError(422, f"field 'adapter' must be a string, not {json_type(adapter)}", "adapter")
+    try:
+        model.adapter_meta(adapter)
+    except NlpforgeError as error:
+        raise ClientError(422, str(error), "adapter") from None
+    return adapter
+
+
+def _parse(model: Predictor, record: Any, index: int, adapter: str | None = None) -> Any:
     where = f"inputs[{index}]"
     try:
-        return model.parse(record, where)
+        return model.parse(record, where, adapter)
     except NlpforgeError as error:
         message = str(error)
         field = message.split(":", 1)[0] if message.startswith(where) else where

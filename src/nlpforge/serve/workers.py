@@ -1,6 +1,7 @@
 """How a model instance runs a batch for the server: ``(kind, inputs) -> results``.
 
-``kind`` is "predict" (inputs already checked by ``Predictor.parse``), "embed" (strings) or
+``kind`` is "predict" (inputs already checked by ``Predictor.parse``; "predict:NAME" under the LoRA
+adapter NAME), "embed" (strings) or
 "generate" ((prompt, GenerationOptions) pairs of a language model, run one after another). The
 batcher calls a worker from that instance's own thread; torch and onnxruntime release the GIL
 inside their kernels, so the event loop keeps answering while a batch runs.
@@ -20,7 +21,8 @@ def run_on(predictor: Predictor, kind: str, inputs: list[Any]) -> list[Any]:
         return [vector.tolist() for vector in predictor.embed(inputs)]
     if kind == "generate":
         return [predictor.generate(prompt, options)[0] for prompt, options in inputs]
-    return predictor.predict_parsed(inputs)
+    kind, _, adapter = kind.partition(":")
+    return predictor.predict_parsed(inputs, adapter or None)
 
 
 def warm_up(predictor: Predictor, run: Any) -> None:
