@@ -25,7 +25,17 @@ DATASETS = {"sst2": ("minilm", "sst2/train.tsv", "sst2/dev.tsv", {}),
 CONFIGS = {"full": {"learning_rate": 5e-5},
            "lora": {"learning_rate": 5e-4, "lora_r": 8, "lora_alpha": 16.0, "lora_targets": "all"},
            # under 1% of MiniLM's parameters with the head: rank 4 on attention only
-           "lora_r4_attention": {"learning_rate": 5e-4, "lora_r": 4, "lora_alpha": 8.0, "lora_targets": "attention"}}
+           "lora_r4_attention": {"learning_rate": 5e-4, "lora_r": 4, "lora_alpha": 8.0, "lora_targets": "attention"},
+           # rank 8 on the fused q/k/v projection only (the LoRA paper's choice of W_q, W_v, here with W_k)
+           "lora_r8_qkv": {"learning_rate": 5e-4, "lora_r": 8, "lora_alpha": 16.0, "lora_targets": "qkv"},
+           "lora_r4_attention_lr1e3": {"learning_rate": 1e-3, "lora_r": 4, "lora_alpha": 8.0,
+                                       "lora_targets": "attention"},
+           # the head over the mean of the tokens, as sentence-embedding backbones were trained to be read
+           "full_mean": {"learning_rate": 5e-5, "classifier_pooling": "mean"},
+           "lora_r8_qkv_mean": {"learning_rate": 5e-4, "lora_r": 8, "lora_alpha": 16.0, "lora_targets": "qkv",
+                                "classifier_pooling": "mean"},
+           "lora_r4_attention_mean": {"learning_rate": 1e-3, "lora_r": 4, "lora_alpha": 8.0,
+                                      "lora_targets": "attention", "classifier_pooling": "mean"}}
 RUN = """
 import json, resource, sys, tempfile
 import torch

@@ -226,3 +226,24 @@ def test_serve_adapter_option_says_how_to_write_it(tiny_bert_dir: Path, monkeypa
                                                    capsys: pytest.CaptureFixture) -> None:
     code, _, stderr = run_cli(monkeypatch, capsys, "serve", tiny_bert_dir, "--port", "0", "--adapter", "sentiment")
     assert code == 2 and "--adapter 'sentiment': write NAME=DIRECTORY" in stderr
+
+
+@pytest.mark.parametrize("lora_r", [0, 4])
+def test_mean_pooled_head_reloads_as_trained(tiny_bert_dir: Path, tmp_path: Path, lora_r: int) -> None:
+    from nlpforge.evaluate import evaluate
+
+    write_classification(tmp_path / "train.tsv", 96, seed=0)
+    write_classification(tmp_path / "dev.tsv", 40, seed=1)
+    summary = finetune(FinetuneArgs(
+        task="classify", model=str(tiny_bert_dir), train=str(tmp_path / "train.tsv"), eval=str(tmp_path / "dev.tsv"),
+        out=str(tmp_path / "run"), epochs=4, batch_size=16, learning_rate=1e-2 if lora_r else 1e-3,
+        warmup_ratio=0.0, max_length=16, progress=False, seed=3, lora_r=lora_r, lora_targets="all",
+        classifier_pooling="mean"))
+    loaded = load_checkpoint(summary["out"])
+    assert loaded.model.config.classifier_pooling == "mean"
+    assert evaluate(summary["out"], tmp_path / "dev.tsv")["accuracy"] == pytest.approx(summary["best"])
+
+
+def test_classifier_pooling_is_for_classification_heads() -> None:
+    with pytest.raises(ConfigError, match="--classifier-pooling applies to classify and multilabel heads"):
+        FinetuneArgs(task="tag", model="m", train="t", out="o", classifier_pooling="mean")

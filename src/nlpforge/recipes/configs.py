@@ -15,6 +15,7 @@ from nlpforge.tracking import TRACKERS
 
 QUANTIZE_MODES = ("int8", "int8-static", "none")
 PROMPT_TUNING = ("none", "prompt", "deep-prompt")
+CLASSIFIER_POOLING = ("cls", "mean")
 TRACK_HELP = ("none, or mlflow: log parameters, metrics and the model to MLflow (MLFLOW_TRACKING_URI, "
               "default ./mlruns).")
 
@@ -69,6 +70,10 @@ class FinetuneArgs:
                                          "input tokens) or deep-prompt (P-tuning v2: key/value prefixes at every "
                                          "layer); OUT becomes a prompt directory.", choices=PROMPT_TUNING)
     prompt_length: int = setting(20, "Prompt positions of --prompt-tuning.")
+    classifier_pooling: str = setting("cls", "What a new classification head reads: the first token (cls), or "
+                                             "the mean of the real tokens (mean: the pooling sentence-embedding "
+                                             "models such as MiniLM and e5 were trained with).",
+                                      choices=CLASSIFIER_POOLING)
     resume: bool = setting(False, "Continue from OUT/resume.")
     max_train_examples: int = setting(0, "Use only the first N training examples (0: all).")
     eval_batch_size: int = setting(64, "Examples per evaluation batch.")
@@ -95,6 +100,11 @@ class FinetuneArgs:
             raise ConfigError(f"--lora-r must be >= 0, got {self.lora_r}")
         if self.prompt_tuning not in PROMPT_TUNING:
             raise ConfigError(f"--prompt-tuning {self.prompt_tuning!r}: choose one of {', '.join(PROMPT_TUNING)}")
+        if self.classifier_pooling not in CLASSIFIER_POOLING:
+            raise ConfigError(f"--classifier-pooling {self.classifier_pooling!r}: choose one of "
+                              f"{', '.join(CLASSIFIER_POOLING)}")
+        if self.classifier_pooling != "cls" and self.task not in ("classify", "multilabel"):
+            raise ConfigError(f"--classifier-pooling applies to classify and multilabel heads, not --task {self.task}")
         if self.prompt_tuning != "none" and self.lora_r:
             raise ConfigError("--lora-r and --prompt-tuning both choose what trains: give one of them")
         _check_positive(self, ("prompt_length",))

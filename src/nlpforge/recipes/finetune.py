@@ -296,6 +296,8 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     else:
         # A decoder language model ("lm") is its own body: its LM head is the tied token embedding.
         encoder = base.model if base.head in ("base", "lm") else load_checkpoint(args.model, head="base").model
+        if args.classifier_pooling != "cls":  # the head reads what the config says (tasks/classify.py)
+            encoder.config = dataclasses.replace(encoder.config, classifier_pooling=args.classifier_pooling)
         model = task_model_from_encoder(encoder, task, len(labels) if labels else 2, base.tokenizer.pad_token_id)
         task.init_head(model, features)
     objective = with_lm_loss(task, model, args.lm_loss_weight)  # the task's inputs and loss (+ lambda * LM loss)
@@ -320,7 +322,9 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     meta = {"task": task.name, "labels": labels, "max_length": args.max_length, "stage": "finetune",
             # an adapter is loaded on top of its base: record where that is
             "base_model": str(base.path) if args.lora_r or args.prompt_tuning != "none" else args.model,
-            "data": dataclasses.asdict(args.data)}
+            "data": dataclasses.asdict(args.data),
+            # an adapter's head is rebuilt on its base at load time: it must pool as it was trained to
+            **({"classifier_pooling": args.classifier_pooling} if args.classifier_pooling != "cls" else {})}
     tracker = start_tracking(args.track, f"finetune {task.name}", dataclasses.asdict(args)) if run.main \
         else NoTracker()
     evaluation = Evaluation(task, eval_examples or [], heldout, labels, base.tokenizer, out, meta, args, tracker)
