@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from nlpforge.cli_options import flag_name, given, options, register
+from nlpforge.cli_qa import qa_app
 from nlpforge.cli_tokenizer import tokenizer_app
 from nlpforge.data.options import DataOptions
 from nlpforge.errors import ConfigError, InputDataError, NlpforgeError
@@ -35,6 +36,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain click help: wraps at the terminal width (80 columns when piped)
 )
 app.add_typer(tokenizer_app, name="tokenizer")
+app.add_typer(qa_app, name="qa")
 
 
 class TargetFormat(str, Enum):

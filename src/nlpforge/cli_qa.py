@@ -1,0 +1,110 @@
+"""``nlpforge qa ...``: document question answering (index, ask, eval), added to the main app in cli.py.
+
+Only light modules are imported here; retrieval and the reader load inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+qa_app = typer.Typer(
+    name="qa",
+    help="Question answering over your documents: index files, then ask (retrieve, then read).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+class Retriever(str, Enum):
+    bm25 = "bm25"
+    dense = "dense"
+    hybrid = "hybrid"
+
+
+TopK = Annotated[int, typer.Option(min=1, help="Passages retrieved and read per question.")]
+RetrieverOverride = Annotated[Retriever | None, typer.Option(
+    help="Retrieve with this instead of the index's own (a hybrid index holds bm25 and dense).")]
+
+
+@qa_app.command("index")
+def index(
+    documents: Annotated[list[str], typer.Argument(help=".txt / .md files (a document each), .jsonl files "
+                                                        '({"text", "title", "id"} a line) or folders of them.')],
+    out: Annotated[Path, typer.Option(help="The index directory to write.")],
+    retriever: Annotated[Retriever, typer.Option(help="bm25 (words; Chinese segmented with jieba), dense "
+                                                      "(--encoder embeddings + faiss) or hybrid (both, fused "
+                                                      "by reciprocal rank).")] = Retriever.bm25,
+    encoder: Annotated[str | None, typer.Option(help="Sentence-embedding checkpoint for dense and hybrid "
+                                                     "(e.g. multilingual-e5-small).")] = None,
+    passage_chars: Annotated[int, typer.Option(min=20, help="Longest passage in characters (paragraphs are "
+                                                            "kept whole when they fit).")] = 600,
+    max_length: Annotated[int, typer.Option(min=8, help="Tokens of a passage the encoder embeds.")] = 256,
+    encoding: Annotated[str, typer.Option(help="Encoding of the document files.")] = "utf-8",
+) -> None:
+    """Cut documents into passages and index them; prints a JSON summary."""
+    from nlpforge.qa.index import build_index
+
+    built = build_index(documents, out, retriever.value, encoder, passage_chars, max_length, encoding,
+                        progress=sys.stderr.isatty())
+    typer.echo(json.dumps({"index": str(built.directory), **built.record}, indent=2, ensure_ascii=False))
+
+
+@qa_app.command("ask")
+def ask(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="A directory written by `nlpforge qa index`.")],
+    question: Annotated[list[str], typer.Argument(help="One or more questions.")],
+    reader: Annotated[str, typer.Option(help="span_qa checkpoint or ONNX export that reads the passages.")],
+    top_k: TopK = 5,
+    retriever: RetrieverOverride = None,
+) -> None:
+    """Answer questions from the index: JSON lines of answer, score and evidence (document, offsets)."""
+    qa = _document_qa(index_dir, reader, top_k, retriever)
+    for text, answer in zip(question, qa.ask_many(question), strict=True):
+        typer.echo(json.dumps({"question": text, **answer}, ensure_ascii=False))
+
+
+@qa_app.command("eval")
+def evaluate(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="A directory written by `nlpforge qa index`.")],
+    reader: Annotated[str, typer.Option(help="span_qa checkpoint or ONNX export that reads the passages.")],
+    data: Annotated[Path, typer.Option(help="SQuAD-layout JSON (CMRC 2018 too): its questions are answered "
+                                            "from the index, its answers score them.")],
+    top_k: TopK = 5,
+    retriever: RetrieverOverride = None,
+    articles: Annotated[str | None, typer.Option(help="START:STOP: only these articles of --data.")] = None,
+    limit: Annotated[int, typer.Option(min=0, help="Only the first N questions (0: all).")] = 0,
+) -> None:
+    """EM / F1 of answers from the index, recall@1/5/20 of each retriever, questions per second (JSON)."""
+    from nlpforge.data.squad import read_squad
+    from nlpforge.errors import ConfigError
+    from nlpforge.qa.answer import evaluate_open
+
+    span = None
+    if articles is not None:
+        try:
+            start, stop = (int(part) for part in articles.split(":"))
+        except ValueError:
+            raise ConfigError(f"--articles {articles!r}: write START:STOP, e.g. 38:48") from None
+        span = (start, stop)
+    examples = read_squad(data, span)
+    examples = [e for e in examples if e.answers][: limit or None]
+    qa = _document_qa(index_dir, reader, top_k, retriever)
+    report = evaluate_open(qa, examples, progress=sys.stderr.isatty())
+    typer.echo(json.dumps({"index": str(index_dir), "reader": reader, "data": str(data), **report}, indent=2,
+                          ensure_ascii=False))
+
+
+def _document_qa(index_dir: Path, reader: str, top_k: int, retriever: Retriever | None):
+    from nlpforge.predictor import Predictor
+    from nlpforge.qa.answer import DocumentQA
+    from nlpforge.qa.index import QAIndex
+
+    return DocumentQA(QAIndex.load(index_dir), Predictor.load(reader), top_k, retriever.value if retriever else None)

@@ -1,0 +1,1 @@
+"""Question answering systems over users' data: documents (retrieve, then read)."""

@@ -1,0 +1,117 @@
+"""Document QA: retrieve passages, read each with a span_qa reader, aggregate, answer with evidence.
+
+For a question the index returns its ``top_k`` passages; the reader (any span_qa artifact behind a
+``Predictor``: checkpoint, ONNX, INT8) extracts the best span of each; spans of the same text
+(after the metric's normalisation) pool, keeping the best reader score (start + end logit) and
+the passage it came from; the answer is the best pooled span. ``evidence`` names the document, the
+passage and the answer's character offsets in the document's text, so a caller can show it in
+place. ``evaluate_open`` measures a whole SQuAD-layout file: EM / F1 (SQuAD v1.1 words or CMRC
+characters, as the span_qa task does), recall@k of each retriever (a gold answer's text occurs in
+one of the first k passages) and questions per second end to end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from nlpforge.data.examples import QAExample
+from nlpforge.errors import ConfigError
+from nlpforge.predictor import Predictor
+from nlpforge.qa.documents import Passage
+from nlpforge.qa.index import QAIndex
+from nlpforge.tasks.span_qa import cmrc_em_f1, cmrc_normalize, is_chinese, normalize_answer, squad_em_f1
+
+RECALL_AT = (1, 5, 20)
+
+
+def evidence(passage: Passage, start: int, end: int, retrieval_score: float) -> dict[str, Any]:
+    """Where an answer is: its document, passage and character offsets in the document's text."""
+    return {"document": passage.document, "title": passage.title, "passage": passage.id,
+            "start": passage.start + start, "end": passage.start + end, "passage_text": passage.text,
+            "retrieval_score": round(retrieval_score, 4)}
+
+
+class DocumentQA:
+    """An index and a reader: ``ask(question)`` -> answer, score, evidence."""
+
+    def __init__(self, index: QAIndex, reader: Predictor, top_k: int = 5, retriever: str | None = None) -> None:
+        if reader.task != "span_qa":
+            raise ConfigError(f"{reader.path}: is a {reader.task or 'bare encoder'} model; the reader must be a "
+                              "span_qa model (`nlpforge train --task span_qa`)")
+        if top_k < 1:
+            raise ConfigError(f"--top-k must be >= 1, got {top_k}")
+        self.index, self.reader, self.top_k, self.retriever = index, reader, top_k, retriever
+
+    def ask(self, question: str) -> dict[str, Any]:
+        return self.ask_many([question])[0]
+
+    def ask_many(self, questions: Sequence[str]) -> list[dict[str, Any]]:
+        """One answer per question (reading every question's passages in shared batches)."""
+        retrieved = [self.index.search(question, self.top_k, self.retriever) for question in questions]
+        inputs, owners = [], []
+        for q, (question, hits) in enumerate(zip(questions, retrieved, strict=True)):
+            for h, (passage, _) in enumerate(hits):
+                inputs.append(self.reader.parse({"question": question, "context": passage.text}, f"question {q}"))
+                owners.append((q, h))
+        read = self.reader.predict_parsed(inputs) if inputs else []
+        normalize = cmrc_normalize if is_chinese([p.text for hits in retrieved for p, _ in hits] or ["x"]) \
+            else normalize_answer
+        best: list[dict[str, dict[str, Any]]] = [{} for _ in questions]
+        for (q, h), span in zip(owners, read, strict=True):
+            if not span["answer"]:
+                continue
+            passage, retrieval_score = retrieved[q][h]
+            key = normalize(span["answer"]) or span["answer"]
+            if key not in best[q] or span["score"] > best[q][key]["score"]:
+                best[q][key] = {"answer": span["answer"], "score": span["score"],
+                                "evidence": evidence(passage, span["start"], span["end"], retrieval_score)}
+        answers = []
+        for candidates in best:
+            ranked = sorted(candidates.values(), key=lambda c: c["score"], reverse=True)
+            if not ranked:
+                answers.append({"answer": "", "score": None, "evidence": None, "alternatives": []})
+                continue
+            answers.append({**ranked[0], "score": round(ranked[0]["score"], 4),
+                            "alternatives": [{"answer": c["answer"], "score": round(c["score"], 4)}
+                                             for c in ranked[1:4]]})
+        return answers
+
+
+def retrieval_recall(index: QAIndex, examples: Sequence[QAExample], retriever: str,
+                     ks: Sequence[int] = RECALL_AT) -> dict[str, float]:
+    """recall@k in percent: questions with a gold answer's text inside one of their first k passages."""
+    found = dict.fromkeys(ks, 0)
+    for example in examples:
+        passages = [p.text for p, _ in index.search(example.question, max(ks), retriever)]
+        golds = [a.text for a in example.answers]
+        first = next((rank for rank, text in enumerate(passages) if any(g in text for g in golds)), None)
+        for k in ks:
+            found[k] += first is not None and first < k
+    return {f"recall@{k}": round(100.0 * found[k] / max(len(examples), 1), 2) for k in ks}
+
+
+def evaluate_open(qa: DocumentQA, examples: Sequence[QAExample], batch_questions: int = 16,
+                  retrievers: Sequence[str] | None = None, progress: bool = True) -> dict[str, Any]:
+    """EM / F1 of ``qa`` answering ``examples`` from its index, recall@k per retriever, questions/s."""
+    start = time.perf_counter()
+    predicted: list[str] = []
+    with tqdm(total=len(examples), desc="qa eval", unit="question", disable=not progress) as bar:
+        for first in range(0, len(examples), batch_questions):
+            chunk = examples[first:first + batch_questions]
+            predicted += [a["answer"] for a in qa.ask_many([e.question for e in chunk])]
+            bar.update(len(chunk))
+    seconds = time.perf_counter() - start
+    references = [[a.text for a in e.answers] for e in examples]
+    chinese = is_chinese([e.context for e in examples])
+    scores = (cmrc_em_f1 if chinese else squad_em_f1)(predicted, references)
+    retrievers = retrievers or (("bm25", "dense", "hybrid") if qa.index.retriever == "hybrid"
+                                else (qa.index.retriever,))
+    return {"exact_match": round(scores["exact_match"], 2), "f1": round(scores["f1"], 2),
+            "questions": len(examples), "top_k": qa.top_k, "retriever": qa.retriever or qa.index.retriever,
+            "convention": "cmrc2018 (characters)" if chinese else "squad v1.1 (words)",
+            "questions_per_s": round(len(examples) / seconds, 2),
+            "retrieval": {name: retrieval_recall(qa.index, examples, name) for name in retrievers}}
