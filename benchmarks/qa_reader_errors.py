@@ -97,7 +97,6 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from machine import machine_record
-
     from nlpforge.checkpoint import load_checkpoint
     from nlpforge.inference import forward_batches
     from nlpforge.recipes.finetune import FinetuneArgs, finetune
@@ -140,8 +139,8 @@ def main() -> None:
         by_length = {}
         for max_answer in (10, 20, 30, 50, 100):
             decoded = decode_answers(features, starts, ends, contexts, 20, max_answer)
-            by_length[max_answer] = {k: round(v, 2) for k, v in score([d["answer"] for d in decoded], references).items()
-                                     if k in ("exact_match", "f1")}
+            scored = score([d["answer"] for d in decoded], references)
+            by_length[max_answer] = {k: round(scored[k], 2) for k in ("exact_match", "f1")}
         default_length = 100 if args.dataset == "cmrc" else 30
         decoded = decode_answers(features, starts, ends, contexts, 20, default_length)
         kinds: Counter = Counter()

@@ -13,6 +13,7 @@ passage map back to the file.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -102,7 +103,7 @@ def _pieces(text: str, start: int, end: int, max_chars: int) -> Iterator[tuple[i
     cuts = [start] + [start + m.end() for m in _SENTENCE_END.finditer(text[start:end]) if 0 < m.end() < end - start]
     cuts.append(end)
     piece_start = start
-    for previous, cut in zip(cuts, cuts[1:], strict=False):
+    for previous, cut in itertools.pairwise(cuts):
         if cut - piece_start > max_chars and previous > piece_start:
             yield piece_start, previous
             piece_start = previous
