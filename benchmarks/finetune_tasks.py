@@ -27,7 +27,7 @@ TASKS = {
     "conll": dict(task="tag", model=MINILM, train="conll2003/train.txt", eval="conll2003/valid.txt", limit=0,
                   args=dict(epochs=2, batch_size=32, learning_rate=1e-4, max_length=128), target="f1 >= 88"),
     "squad": dict(task="span_qa", model=MINILM, train="squad_v1.1/dev-v1.1.json", eval="squad_v1.1/dev-v1.1.json",
-                  limit=2000, args=dict(epochs=2, batch_size=32, learning_rate=1e-4, max_length=256),
+                  limit=0, args=dict(epochs=2, batch_size=32, learning_rate=1e-4, max_length=256),
                   train_data=dict(articles=(0, 38)), eval_data=dict(articles=(38, 48)), target="EM/F1 reported"),
     "chnsenticorp": dict(task="classify", model=E5, train="chnsenticorp/train.tsv", eval="chnsenticorp/dev.tsv",
                          limit=0, args=dict(epochs=2, batch_size=32, learning_rate=5e-5, max_length=128,
@@ -45,13 +45,16 @@ TASKS = {
 }
 
 
-def run_task(name: str, train_limit: int, out_dir: Path, model: str | None = None) -> dict:
+def run_task(name: str, train_limit: int, out_dir: Path, model: str | None = None,
+             epochs: float | None = None) -> dict:
     """Fine-tune task ``name`` (from ``model``, default its TASKS model) and evaluate on its report split."""
     from nlpforge.checkpoint import load_checkpoint
     from nlpforge.recipes.finetune import FinetuneArgs, finetune
     from nlpforge.tasks import DataOptions, get_task
 
     spec = {**TASKS[name], **({"model": model} if model else {})}
+    if epochs:
+        spec["args"] = {**spec["args"], "epochs": epochs}
     data = {**spec.get("data", {}), **spec.get("train_data", {})}
     train_limit = train_limit or spec["limit"]
     args = FinetuneArgs(task=spec["task"], model=spec["model"], train=str(DATA / spec["train"]), out=str(out_dir),
@@ -79,6 +82,8 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--train-limit", type=int, default=0, help="override every task's training cap")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "finetune_tasks.json")
+    parser.add_argument("--keep", type=Path, help="keep each trained model in KEEP/<task> (default: discarded)")
+    parser.add_argument("--epochs", type=float, help="override every task's epochs")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from machine import machine_record
@@ -89,7 +94,7 @@ def main() -> None:
         if name not in TASKS:
             sys.exit(f"error: unknown task {name!r}; choose from {', '.join(TASKS)}")
         with tempfile.TemporaryDirectory() as tmp:
-            result = run_task(name, args.train_limit, Path(tmp) / name)
+            result = run_task(name, args.train_limit, (args.keep or Path(tmp)) / name, epochs=args.epochs)
         report["tasks"][name] = result
         print(json.dumps({name: result}), file=sys.stderr)
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
 
-from conftest import shared_path
+from conftest import shared_path, tiny_tokenizer
 from nlpforge.errors import ConfigError
 from nlpforge.tasks.span_qa import (
     CMRC_PUNCTUATION,
@@ -19,6 +20,7 @@ from nlpforge.tasks.span_qa import (
     normalize_answer,
     prepare_features,
     squad_em_f1,
+    squad_v2_scores,
 )
 
 
@@ -141,9 +143,43 @@ def test_decode_answers_pools_windows_and_softmax():
     assert first["answer"] == "gamma" and (first["start"], first["end"]) == (11, 16)
     assert first["score"] == pytest.approx(5.5)
     assert first["probability"] == pytest.approx(math.exp(5.5) / sum(math.exp(s) for s in scores))
-    assert second == {"answer": "", "score": None, "probability": None, "start": None, "end": None}
+    assert second == {"answer": "", "score": None, "probability": None, "start": None, "end": None,
+                      "null_score": 10.0, "no_answer": True}
+    assert first["null_score"] == 0.0 and "no_answer" not in first  # min over its windows of token 0's score
     first, _ = decode_answers(features, starts, ends, contexts, n_best=2)
     assert first["probability"] == pytest.approx(1 / (1 + math.exp(-0.5)))
+
+
+def test_null_threshold_answers_nothing_when_the_null_score_wins():
+    contexts = ["alpha beta"]
+    features = [{"example_index": 0, "offsets": [None, (0, 5), (6, 10), None]}]
+    starts, ends = [[4.0, 2.0, 1.0, 0.0]], [[3.0, 0.0, 3.0, 0.0]]  # null 7; best span (0, 10) = 5
+    [kept] = decode_answers(features, starts, ends, contexts, null_threshold=2.5)
+    assert kept["answer"] == "alpha beta"
+    [abstained] = decode_answers(features, starts, ends, contexts, null_threshold=1.5)
+    assert abstained["answer"] == "" and abstained["span"] == "alpha beta" and abstained["no_answer"]
+    assert abstained["start"] is None and abstained["null_score"] == 7.0
+
+
+def test_squad_v2_scores_as_the_official_script():
+    references = [["Denver Broncos"], [], [], ["1990"]]
+    spans = ["the Denver Broncos", "Paris", "x", "1989"]
+    margins = [-3.0, 2.0, -1.0, 0.5]  # null score minus span score
+    predictions = [s if m <= 0.0 else "" for s, m in zip(spans, margins, strict=True)]
+    scores = squad_v2_scores(predictions, spans, margins, references, 0.0)
+    # answered: Broncos (right), "x" (wrong: unanswerable); abstained: Paris (right), 1989 (wrong)
+    assert scores["exact_match"] == 50.0 and scores["HasAns_exact"] == 50.0 and scores["NoAns_exact"] == 50.0
+    assert (scores["HasAns_total"], scores["NoAns_total"]) == (2, 2)
+    # answering only margins <= -3 keeps Broncos and abstains on the rest: 3 of 4 right
+    assert scores["best_f1"] == 75.0 and scores["best_f1_threshold"] == -3.0
+
+
+def test_unanswerable_questions_train_towards_token_zero(tmp_path: Path, tiny_vocab: Path):
+    tokenizer = tiny_tokenizer(tiny_vocab)
+    features = prepare_features(tokenizer, ["a b", "c d"], ["e f g h", "i j k"], max_length=32, doc_stride=8,
+                                answers=[("f g", 2), None])
+    assert (features[0]["start_positions"], features[0]["end_positions"]) != (0, 0)
+    assert (features[1]["start_positions"], features[1]["end_positions"]) == (0, 0)
 
 
 # --- SQuAD v1.1 ------------------------------------------------------------------------------

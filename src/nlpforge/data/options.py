@@ -41,4 +41,7 @@ class DataOptions:
                                  "--max-length).")
     max_answer_length: int = setting(0, "span_qa: longest answer in tokens (0: 30; 100 for Chinese).")
     n_best: int = setting(20, "span_qa: candidate spans pooled per question.")
+    null_threshold: float | None = setting(None, "span_qa with unanswerable questions (SQuAD 2.0): answer \"\" when "
+                                                 "the no-answer score beats the best span's by more than this "
+                                                 "(default: always answer; 0 when scoring SQuAD 2.0 data).")
     label_separator: str = setting("|", "multilabel TSV/CSV: the separator between the labels of one example.")

@@ -7,10 +7,16 @@ points at token 0 ([CLS] / <s>) in the others, as the Hugging Face ``run_qa`` ex
 Decoding scores (start, end) pairs of the highest-scoring context tokens of every window as
 start logit + end logit and maps the best back to characters of the context through the
 tokenizer's offsets.
+
+Unanswerable questions (SQuAD 2.0: a question without answers) train every window towards token 0.
+At decoding, an example's null score is the smallest start + end logit of token 0 over its windows;
+with a ``null_threshold`` the answer is "" when the null score beats the best span by more than the
+threshold (the official v2 script's ``na_prob`` test, with the score margin as ``na_prob``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import string
 from collections import Counter
@@ -97,15 +103,16 @@ def prepare_features(
     contexts: Sequence[str],
     max_length: int = 384,
     doc_stride: int = 128,
-    answers: Sequence[tuple[str, int]] | None = None,
+    answers: Sequence[tuple[str, int] | None] | None = None,
 ) -> list[dict]:
     """Question + context windows, one dict per window (feature), several per long context.
 
     Each feature has ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the tokenizer
     makes them), ``example_index`` (into ``questions``), ``offsets`` (the (start, end) characters
     in the context of each token, None for question and special tokens) and, with ``answers``
-    (one ``(text, start character)`` per example), ``start_positions`` / ``end_positions``:
-    the first and last token of the answer, or both 0 when the window does not hold all of it.
+    (one ``(text, start character)`` per example, None for an unanswerable one),
+    ``start_positions`` / ``end_positions``: the first and last token of the answer, or both 0 when
+    the window does not hold all of it (or there is none).
     Lists are unpadded. Assumes a right-padding tokenizer (question first, then context), as
     BERT, RoBERTa/XLM-R and their kin are.
     """
@@ -135,9 +142,9 @@ def prepare_features(
         feature["example_index"] = example_index
         feature["offsets"] = offsets
         if answers is not None:
-            text, start_char = answers[example_index]
-            feature["start_positions"], feature["end_positions"] = answer_positions(
-                offsets, start_char, start_char + len(text)
+            answer = answers[example_index]
+            feature["start_positions"], feature["end_positions"] = (0, 0) if answer is None else answer_positions(
+                offsets, answer[1], answer[1] + len(answer[0])
             )
         features.append(feature)
     return features
@@ -203,35 +210,43 @@ def decode_answers(
     contexts: Sequence[str],
     n_best: int = 20,
     max_answer_length: int = 30,
+    null_threshold: float | None = None,
 ) -> list[dict]:
-    """One ``{"answer", "score", "probability", "start", "end"}`` per context, from all its windows.
+    """One ``{"answer", "score", "probability", "start", "end", "null_score"}`` per context, from all its windows.
 
     The windows of an example pool their ``best_spans`` (a span found in several windows keeps
     its best score); the top ``n_best`` pooled spans are ranked by score = start + end logit, and
-    ``probability`` is the best one's softmax over those ``n_best`` scores. An example without any
-    valid span gets answer "" and None for score, probability, start and end.
+    ``probability`` is the best one's softmax over those ``n_best`` scores. ``null_score`` is the
+    smallest token-0 score (start + end logit) over the windows. With ``null_threshold``, an
+    example whose ``null_score - score`` exceeds it gets answer "" (``no_answer`` True, and the
+    best span kept as ``span``). An example without any valid span gets answer "" and None for
+    score, probability, start and end.
     """
     pooled: list[dict[tuple[int, int], float]] = [{} for _ in contexts]
+    null_scores = [np.inf] * len(contexts)
     for feature, start_logits, end_logits in zip(features, all_start_logits, all_end_logits, strict=True):
-        spans = pooled[feature["example_index"]]
+        index = feature["example_index"]
+        spans = pooled[index]
+        null_scores[index] = min(null_scores[index], float(start_logits[0] + end_logits[0]))
         for score, start, end in best_spans(start_logits, end_logits, feature["offsets"], n_best, max_answer_length):
             spans[(start, end)] = max(score, spans.get((start, end), score))
     answers = []
-    for context, spans in zip(contexts, pooled, strict=True):
+    for context, spans, null_score in zip(contexts, pooled, null_scores, strict=True):
+        null = float(null_score) if np.isfinite(null_score) else None
         if not spans:
-            answers.append({"answer": "", "score": None, "probability": None, "start": None, "end": None})
+            answers.append({"answer": "", "score": None, "probability": None, "start": None, "end": None,
+                            "null_score": null, "no_answer": True})
             continue
         ranked = sorted(spans.items(), key=lambda item: item[1], reverse=True)[:n_best]
         scores = np.array([score for _, score in ranked])  # (K,)
         probabilities = np.exp(scores - scores.max())
         (start, end), score = ranked[0]
-        answers.append({
-            "answer": context[start:end],
-            "score": score,
-            "probability": float(probabilities[0] / probabilities.sum()),
-            "start": start,
-            "end": end,
-        })
+        answer = {"answer": context[start:end], "score": score,
+                  "probability": float(probabilities[0] / probabilities.sum()), "start": start, "end": end,
+                  "null_score": null}
+        if null_threshold is not None and null is not None and null - score > null_threshold:
+            answer = {**answer, "span": answer["answer"], "answer": "", "start": None, "end": None, "no_answer": True}
+        answers.append(answer)
     return answers
 
 
@@ -279,6 +294,57 @@ def squad_em_f1(predictions: Sequence[str], references: Sequence[Sequence[str]])
     f1 = sum(max(squad_f1(p, g) for g in golds) for p, golds in zip(predictions, references, strict=True))
     return {"exact_match": 100.0 * exact / len(predictions), "f1": 100.0 * f1 / len(predictions),
             "total": len(predictions)}
+
+
+def squad_v2_scores(predictions: Sequence[str], spans: Sequence[str], margins: Sequence[float | None],
+                    references: Sequence[Sequence[str]], threshold: float) -> dict:
+    """SQuAD 2.0 scores as the official v2 script computes them, in percent.
+
+    ``references[i]`` empty means unanswerable (gold ""); ``predictions`` are the answers given
+    (at ``threshold``), ``spans`` the best span of each question and ``margins`` its null score
+    minus the span's score (the script's ``na_prob``; None: no span). Returns overall, HasAns and
+    NoAns exact match / F1 and counts, and ``best_f1`` / ``best_f1_threshold``: the F1 and margin
+    threshold that answering exactly the questions with margin <= threshold would give (the
+    script's ``find_best_thresh``) - choose the threshold so on training data, not on the report split.
+    """
+
+    def exact(prediction: str, golds: Sequence[str]) -> float:
+        return max(float(normalize_answer(prediction) == normalize_answer(g)) for g in (golds or [""]))
+
+    def f1(prediction: str, golds: Sequence[str]) -> float:
+        if not golds:  # unanswerable: right only when nothing is answered
+            return float(not normalize_answer(prediction).split())
+        if not normalize_answer(prediction).split():
+            return 0.0
+        return max(squad_f1(prediction, g) for g in golds)
+
+    if not (len(predictions) == len(spans) == len(margins) == len(references)):
+        raise ValueError("predictions, spans, margins and references must have one entry per question")
+    has = [bool(golds) for golds in references]
+    exacts = [exact(p, g) for p, g in zip(predictions, references, strict=True)]
+    f1s = [f1(p, g) for p, g in zip(predictions, references, strict=True)]
+
+    def mean(values: Sequence[float], keep: Sequence[bool]) -> float:
+        kept = [v for v, k in zip(values, keep, strict=True) if k]
+        return 100.0 * sum(kept) / len(kept) if kept else 0.0
+
+    everything = [True] * len(references)
+    # find_best_thresh on F1: start from answering nothing, answer questions in order of margin
+    span_f1 = [f1(span, golds) for span, golds in zip(spans, references, strict=True)]
+    order = sorted(range(len(references)), key=lambda i: np.inf if margins[i] is None else margins[i])
+    current = best = float(sum(not h for h in has))
+    best_threshold = min((m for m in margins if m is not None), default=0.0) - 1.0
+    for i in order:
+        if margins[i] is None:
+            break
+        current += span_f1[i] if has[i] else -float(bool(normalize_answer(spans[i]).split()))
+        if current > best:
+            best, best_threshold = current, margins[i]
+    return {"exact_match": mean(exacts, everything), "f1": mean(f1s, everything), "total": len(references),
+            "HasAns_exact": mean(exacts, has), "HasAns_f1": mean(f1s, has), "HasAns_total": sum(has),
+            "NoAns_exact": mean(exacts, [not h for h in has]), "NoAns_f1": mean(f1s, [not h for h in has]),
+            "NoAns_total": len(has) - sum(has), "threshold": threshold,
+            "best_f1": 100.0 * best / max(len(references), 1), "best_f1_threshold": float(best_threshold)}
 
 
 def cmrc_segments(text: str) -> list[str]:
@@ -394,10 +460,10 @@ class SpanQATask(EncoderTask):
 
     def encode(self, tokenizer: PreTrainedTokenizerBase, examples: Sequence[QAExample], labels: list[str] | None,
                max_length: int, data: DataOptions) -> list[dict[str, Any]]:
-        """Training features: windows of the context; the answer is the first span answer."""
-        answers = [next((a.text, a.start) for a in e.answers if a.start >= 0) for e in examples if e.answers]
-        usable = [e for e in examples if e.answers]
-        return prepare_features(tokenizer, [e.question for e in usable], [e.context for e in usable],
+        """Training features: windows of the context; the answer is the first span answer (none for an
+        unanswerable question: every window points at token 0)."""
+        answers = [next(((a.text, a.start) for a in e.answers if a.start >= 0), None) for e in examples]
+        return prepare_features(tokenizer, [e.question for e in examples], [e.context for e in examples],
                                 max_length, doc_stride(data, max_length), answers)
 
     def collate(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -422,13 +488,23 @@ class SpanQATask(EncoderTask):
                 starts[row] = output.start_logits[i, :length].float().numpy()
                 ends[row] = output.end_logits[i, :length].float().numpy()
         max_answer_length = data.max_answer_length or (100 if is_chinese(contexts) else 30)
-        return decode_answers(features, starts, ends, contexts, data.n_best, max_answer_length)
+        return decode_answers(features, starts, ends, contexts, data.n_best, max_answer_length, data.null_threshold)
 
     def evaluate(self, model: Any, tokenizer: PreTrainedTokenizerBase, examples: Sequence[QAExample],
                  labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> dict[str, Any]:
+        references = [[a.text for a in e.answers] for e in examples]
+        unanswerable = not all(references)  # SQuAD 2.0 data: "" is the right answer to some questions
+        if unanswerable and data.null_threshold is None:
+            data = dataclasses.replace(data, null_threshold=0.0)
         predicted = self.answers(model, tokenizer, [e.question for e in examples], [e.context for e in examples],
                                  max_length, batch_size, data)
-        references = [[a.text for a in e.answers] for e in examples]
+        if unanswerable:
+            spans = [p.get("span", p["answer"]) for p in predicted]
+            margins = [None if p["score"] is None or p["null_score"] is None else p["null_score"] - p["score"]
+                       for p in predicted]
+            return {**squad_v2_scores([p["answer"] for p in predicted], spans, margins, references,
+                                      data.null_threshold),
+                    "questions": len(examples), "convention": "squad v2.0 (words, unanswerable questions)"}
         chinese = is_chinese([e.context for e in examples])
         score = cmrc_em_f1 if chinese else squad_em_f1
         return {**score([p["answer"] for p in predicted], references), "questions": len(examples),
