@@ -536,6 +536,9 @@ def serve(
     adapter: Annotated[list[str] | None, typer.Option(
         help="NAME=DIR: a LoRA adapter trained on ARTIFACT (the base checkpoint), repeatable; a request picks "
              "one with \"adapter\": NAME (default: the first). All share one copy of the base.")] = None,
+    qa: Annotated[str | None, typer.Option(
+        help="A QA index (`nlpforge qa index`) to answer on POST /v1/qa; ARTIFACT (a span_qa model) reads "
+             "its passages.")] = None,
 ) -> None:
     """Serve a model over HTTP: /v1/predict, /v1/embed (or /v1/generate for a language model), /health, /ready,
     /metrics, /docs, and a playground at /."""
@@ -556,7 +559,8 @@ def serve(
                                  request_timeout_s=request_timeout, max_body_bytes=max_body_bytes,
                                  max_inputs=min(max_inputs, max_queue), max_chars=max_chars, api_key=api_key,
                                  max_new_tokens=max_new_tokens)
-        app = build_app(artifact, settings, instances, backend.value if backend else None, threads, adapters)
+        app = build_app(artifact, settings, instances, backend.value if backend else None, threads, adapters,
+                        str(resolve_directory(qa)) if qa else None)
         typer.echo(f"serving {artifact} (task: {served_task(app.state.model)}, backend: "
                    f"{app.state.model.backend}, {instances} instance(s) x {torch.get_num_threads()} thread(s)) on "
                    f"http://{host}:{port}  playground: /  docs: /docs", err=True)

@@ -135,3 +135,33 @@ def test_reader_must_be_a_span_qa_model_and_questions_fit(tiny_bert_dir: Path, t
         DocumentQA(index, reader).ask(" ".join(["ba"] * 200))
     with pytest.raises(CheckpointError, match="is not a QA index"):
         QAIndex.load(tmp_path / "docs")
+
+
+def test_the_server_answers_on_v1_qa(tiny_vocab: Path, tmp_path: Path) -> None:
+    from conftest import ready_client
+    from nlpforge.qa import load_qa_system
+    from nlpforge.serve.app import create_app
+
+    build_index([write_corpus(tmp_path / "docs")], tmp_path / "index", "bm25", passage_chars=20, progress=False)
+    reader = Predictor.load(save_tiny_checkpoint(tmp_path / "reader", "BertForQuestionAnswering", tiny_vocab))
+    qa = load_qa_system(tmp_path / "index", reader, top_k=2)
+    client = ready_client(create_app(reader, qa=qa))
+    try:
+        response = client.post("/v1/qa", json={"question": "ca ce ci"})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["answer"] == qa.ask("ca ce ci")["answer"] and body["evidence"]["document"].endswith("animals.md")
+        assert client.get("/v1/model").json()["qa"]["passages"] == 4
+        too_long = " ".join(["ba"] * 200)
+        for payload, field in (({"question": ""}, "question"), ({"question": 3}, "question"),
+                               ({"question": "a", "top": 1}, "top"), ({"question": too_long}, "question")):
+            response = client.post("/v1/qa", json=payload)
+            assert response.status_code == 422 and response.json()["field"] == field, (payload, response.text)
+    finally:
+        client.__exit__(None, None, None)
+    plain = ready_client(create_app(reader))
+    try:
+        response = plain.post("/v1/qa", json={"question": "ca ce ci"})
+        assert response.status_code == 400 and "--qa INDEX" in response.json()["error"]
+    finally:
+        plain.__exit__(None, None, None)

@@ -1,1 +1,27 @@
-"""Question answering systems over users' data: documents (retrieve, then read)."""
+"""Question answering systems over users' data: documents (retrieve, then read).
+
+``load_qa_system(directory, reader)`` opens what a QA directory holds, for the server and the CLI:
+every system has ``ask_many(questions) -> [answer dict]``, ``check_question(question, where)`` and
+``describe()``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nlpforge.errors import CheckpointError, ConfigError
+
+
+def load_qa_system(directory: str | Path, reader: Any | None = None, top_k: int = 5) -> Any:
+    """The QA system in ``directory``: a document index (read by ``reader``, a span_qa ``Predictor``)."""
+    from nlpforge.qa.index import INDEX_FILE, QAIndex
+
+    directory = Path(directory)
+    if (directory / INDEX_FILE).is_file():
+        from nlpforge.qa.answer import DocumentQA
+
+        if reader is None:
+            raise ConfigError(f"{directory}: a document index needs a span_qa reader to answer from it")
+        return DocumentQA(QAIndex.load(directory), reader, top_k)
+    raise CheckpointError(f"{directory}: holds no QA index ({INDEX_FILE}); build one with `nlpforge qa index`")

@@ -19,7 +19,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from nlpforge.data.examples import QAExample
-from nlpforge.errors import ConfigError
+from nlpforge.errors import ConfigError, InputDataError
 from nlpforge.predictor import Predictor
 from nlpforge.qa.documents import Passage
 from nlpforge.qa.index import QAIndex
@@ -48,6 +48,18 @@ class DocumentQA:
 
     def ask(self, question: str) -> dict[str, Any]:
         return self.ask_many([question])[0]
+
+    def check_question(self, question: str, where: str) -> None:
+        """Raise InputDataError (naming ``where``) for a question the reader cannot take."""
+        if not question.strip():
+            raise InputDataError(f"{where}: is empty; ask a question")
+        self.reader.parse({"question": question, "context": "."}, where)
+
+    def describe(self) -> dict[str, Any]:
+        """What answers questions, for the server's /v1/model."""
+        return {"kind": "documents", "index": str(self.index.directory), "retriever": self.retriever or
+                self.index.retriever, "passages": len(self.index.passages), "top_k": self.top_k,
+                "reader": self.reader.path}
 
     def ask_many(self, questions: Sequence[str]) -> list[dict[str, Any]]:
         """One answer per question (reading every question's passages in shared batches)."""

@@ -1,7 +1,7 @@
 """The HTTP adapter: FastAPI routes over ``Predictor`` objects, through the dynamic batcher.
 
-Routes: ``POST /v1/predict``, ``POST /v1/embed``, ``GET /v1/model``, ``GET /health`` (alive),
-``GET /ready`` (loaded and warmed), ``GET /metrics`` (Prometheus), ``GET /`` (playground page),
+Routes: ``POST /v1/predict``, ``POST /v1/embed``, ``POST /v1/qa`` (with a QA index), ``GET /v1/model``,
+``GET /health`` (alive), ``GET /ready`` (loaded and warmed), ``GET /metrics`` (Prometheus), ``GET /`` (playground page),
 ``GET /docs`` (OpenAPI). A decoder (language model) serves ``POST /v1/generate`` instead of
 predict and embed (those answer 400 naming the route to use; the OpenAPI schema lists the routes
 that work): JSON ``{"completion", "tokens", "finish_reason"}``, or with ``"stream": true``
@@ -137,11 +137,12 @@ def served_task(model: Predictor) -> str:
 
 def build_app(artifact: str | os.PathLike[str], settings: ServeSettings | None = None, instances: int = 1,
               backend: str | None = None, threads: int = 0,
-              adapters: dict[str, str] | None = None) -> FastAPI:
+              adapters: dict[str, str] | None = None, qa: str | None = None) -> FastAPI:
     """An app serving ``artifact`` (any checkpoint, ONNX or INT8 directory) with ``instances`` model
     copies, each running its own batches on ``threads // instances`` threads (0: all cores).
     ``adapters`` (name -> LoRA adapter directory trained on ``artifact``): a request picks one with
-    ``"adapter": name`` (default: the first).
+    ``"adapter": name`` (default: the first). ``qa``: a QA directory (``nlpforge qa index``) answered
+    on ``POST /v1/qa``, read by the served span_qa model.
 
     What ``nlpforge serve`` runs; pass the result to any ASGI server (``uvicorn.run(app)``).
     """
@@ -154,16 +155,24 @@ def build_app(artifact: str | os.PathLike[str], settings: ServeSettings | None =
     torch.set_num_threads(per_instance)
     models = [Predictor.load(artifact, backend, per_instance, settings.max_batch_size, adapters)
               for _ in range(instances)]
-    return create_app(models[0], settings, [ThreadWorker(model) for model in models])
+    systems: list[Any] = [None] * instances
+    if qa is not None:
+        from nlpforge.qa import load_qa_system
+
+        systems = [load_qa_system(qa, model) for model in models]
+    return create_app(models[0], settings, [ThreadWorker(model, system) for model, system in zip(models, systems,
+                                                                                                strict=True)],
+                      systems[0])
 
 
 def create_app(model: Predictor, settings: ServeSettings | None = None,
-               workers: Sequence[Any] | None = None) -> FastAPI:
+               workers: Sequence[Any] | None = None, qa: Any | None = None) -> FastAPI:
     """An app serving ``model``: it checks requests against ``model`` and runs the batches on
     ``workers`` (one per model instance: serve/workers.py; default: one thread over ``model``).
-    Workers with a ``close`` method are closed after the queue has drained at shutdown."""
+    Workers with a ``close`` method are closed after the queue has drained at shutdown. ``qa``: the
+    QA system (nlpforge.qa) that ``POST /v1/qa`` answers from (the workers hold one each)."""
     settings = settings or ServeSettings()
-    workers = list(workers) if workers is not None else [ThreadWorker(model)]
+    workers = list(workers) if workers is not None else [ThreadWorker(model, qa)]
     state = {"ready": False}
     metrics: ServerMetrics
     batcher = DynamicBatcher(workers, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
@@ -178,6 +187,8 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
         loop = asyncio.get_running_loop()
         for worker in workers:
             await loop.run_in_executor(None, warm_up, model, worker)
+            if qa is not None:  # retrieval's lazy parts too (jieba's dictionary, the first faiss search)
+                await loop.run_in_executor(None, worker, "qa", ["warm up"])
         state["ready"] = True
         metrics.ready.set(1)
 
@@ -357,9 +368,26 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
         finally:
             pool.finish(index, steps)
 
+    qa_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["question"], "additionalProperties": False,
+        "properties": {"question": {"type": "string", "minLength": 1, "maxLength": settings.max_chars}},
+        "example": {"question": "When was the company founded?"}}}}}}
+
+    @app.post(f"/{API_VERSION}/qa", dependencies=[Depends(authorized)], openapi_extra=qa_doc,
+              include_in_schema=qa is not None,
+              summary="Answer a question from the served QA index: answer, score, evidence")
+    async def answer(request: Request) -> Response:
+        if qa is None:
+            raise ClientError(400, "no QA index is served; start the server with --qa INDEX (a directory written "
+                                   "by `nlpforge qa index`)")
+        question = _question_of(await _read_json(request, settings.max_body_bytes), settings, qa)
+        start = time.perf_counter()
+        [result] = await run("qa", [question])
+        return _json({**result, "latency_ms": round(1000 * (time.perf_counter() - start), 2)})
+
     @app.get(f"/{API_VERSION}/model", dependencies=[Depends(authorized)], summary="What is being served")
     async def describe() -> Response:
-        return _json(model.describe())
+        return _json({**model.describe(), **({"qa": qa.describe()} if qa is not None else {})})
 
     @app.get("/health", summary="Alive (the process answers)")
     async def health() -> Response:
@@ -505,6 +533,29 @@ def _lone_surrogate(record: Any, where: str) -> str | None:
             if isinstance(value, str) and _SURROGATE.search(value):
                 return f"{where}.{name}"
     return None
+
+
+def _question_of(payload: Any, settings: ServeSettings, qa: Any) -> str:
+    """The ``question`` of a /v1/qa body, checked for type, size, Unicode and what the QA system takes."""
+    if not isinstance(payload, dict):
+        raise ClientError(422, f'body must be a JSON object like {{"question": "..."}}, not {json_type(payload)}')
+    unknown = sorted(set(payload) - {"question"})
+    if unknown:
+        raise ClientError(422, f"unknown field {unknown[0]!r}; the body takes only 'question'", unknown[0])
+    question = payload.get("question")
+    if not isinstance(question, str):
+        raise ClientError(422, f"field 'question' must be a string, not {json_type(question)}", "question")
+    if len(question) > settings.max_chars:
+        raise ClientError(413, f"question: {len(question)} characters exceed the limit of {settings.max_chars}",
+                          "question")
+    if _lone_surrogate(question, "question") is not None:
+        raise ClientError(422, "question: holds a lone surrogate, which is not Unicode text; send valid UTF-8",
+                          "question")
+    try:
+        qa.check_question(question, "question")
+    except NlpforgeError as error:
+        raise ClientError(422, str(error), "question") from None
+    return question
 
 
 def _adapter_of(payload: dict[str, Any], model: Predictor) -> str | None:

@@ -1,7 +1,7 @@
 """How a model instance runs a batch for the server: ``(kind, inputs) -> results``.
 
 ``kind`` is "predict" (inputs already checked by ``Predictor.parse``; "predict:NAME" under the LoRA
-adapter NAME), "embed" (strings) or
+adapter NAME), "embed" (strings), "qa" (questions for the instance's QA system) or
 "generate" ((prompt, GenerationOptions) pairs of a language model, run one after another). The
 batcher calls a worker from that instance's own thread; torch and onnxruntime release the GIL
 inside their kernels, so the event loop keeps answering while a batch runs.
@@ -15,8 +15,10 @@ from nlpforge.generation import GenerationOptions
 from nlpforge.predictor import Predictor
 
 
-def run_on(predictor: Predictor, kind: str, inputs: list[Any]) -> list[Any]:
-    """One batch on ``predictor``: predictions, or embeddings as lists of floats (JSON-ready)."""
+def run_on(predictor: Predictor, kind: str, inputs: list[Any], qa: Any | None = None) -> list[Any]:
+    """One batch on ``predictor``: predictions, embeddings as lists of floats (JSON-ready), or answers of ``qa``."""
+    if kind == "qa":
+        return qa.ask_many(inputs)
     if kind == "embed":
         return [vector.tolist() for vector in predictor.embed(inputs)]
     if kind == "generate":
@@ -38,12 +40,12 @@ def warm_up(predictor: Predictor, run: Any) -> None:
 class ThreadWorker:
     """Runs batches on a predictor in the calling thread (the batcher's worker thread)."""
 
-    def __init__(self, predictor: Predictor) -> None:
-        self.predictor = predictor
+    def __init__(self, predictor: Predictor, qa: Any | None = None) -> None:
+        self.predictor, self.qa = predictor, qa  # qa: a QA system over this predictor (nlpforge.qa)
 
     def __call__(self, kind: str, inputs: list[Any]) -> list[Any]:
         try:
-            return run_on(self.predictor, kind, inputs)
+            return run_on(self.predictor, kind, inputs, self.qa)
         except Exception:
             raise
         except BaseException as error:
