@@ -108,3 +108,61 @@ def _document_qa(index_dir: Path, reader: str, top_k: int, retriever: Retriever 
     from nlpforge.qa.index import QAIndex
 
     return DocumentQA(QAIndex.load(index_dir), Predictor.load(reader), top_k, retriever.value if retriever else None)
+
+
+kbqa_app = typer.Typer(
+    name="kbqa",
+    help="Question answering over a knowledge base of triples: entity linking, relation paths, SPARQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+@kbqa_app.command("train")
+def kbqa_train(
+    kb: Annotated[Path, typer.Option(help="Triples: subject<TAB>relation<TAB>object lines, subject ||| relation ||| "
+                                          "object lines, or N-Triples / Turtle (.nt, .ttl).")],
+    train: Annotated[Path, typer.Option(help="Questions: question<TAB>answer (alternatives separated by |) or "
+                                             "PathQuestion lines (question<TAB>answer(alt/)<TAB>topic#r1#e1#...).")],
+    out: Annotated[Path, typer.Option(help="The KBQA directory to write.")],
+    max_hops: Annotated[int, typer.Option(min=1, max=3, help="Longest relation path (hops).")] = 3,
+    encoding: Annotated[str, typer.Option(help="Encoding of the text files.")] = "utf-8",
+) -> None:
+    """Learn to map questions to relation paths of the knowledge base; prints a JSON summary."""
+    from nlpforge.qa.kbqa import KBQA, load_kb, read_kb_questions
+
+    graph = load_kb(kb, encoding)
+    questions = read_kb_questions(train, encoding)
+    system = KBQA.train(graph, questions, max_hops)
+    record = {"kb": str(kb), "train": str(train), "questions": len(questions), "trained_on": system.trained_on}
+    directory = system.save(out, record)
+    typer.echo(json.dumps({"out": str(directory), **record, "triples": len(graph),
+                           "paths": len(system.classifier.classes)}, indent=2, ensure_ascii=False))
+
+
+@kbqa_app.command("ask")
+def kbqa_ask(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="A directory written by `nlpforge kbqa train`.")],
+    question: Annotated[list[str], typer.Argument(help="One or more questions.")],
+) -> None:
+    """JSON lines: answer, answers, topic entity, relation path, the SPARQL that found them, score."""
+    from nlpforge.qa.kbqa import KBQA
+
+    system = KBQA.load(directory)
+    for text, answer in zip(question, system.ask_many(question), strict=True):
+        typer.echo(json.dumps({"question": text, **answer}, ensure_ascii=False))
+
+
+@kbqa_app.command("eval")
+def kbqa_eval(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="A directory written by `nlpforge kbqa train`.")],
+    data: Annotated[Path, typer.Option(help="Questions in the format of --train.")],
+    encoding: Annotated[str, typer.Option(help="Encoding of the question file.")] = "utf-8",
+) -> None:
+    """JSON: hits@1 (percent of questions whose top answer is a gold one), and entity / path accuracy."""
+    from nlpforge.qa.kbqa import KBQA, hits_at_1, read_kb_questions
+
+    report = hits_at_1(KBQA.load(directory), read_kb_questions(data, encoding))
+    typer.echo(json.dumps({"kbqa": str(directory), "data": str(data), **report}, indent=2, ensure_ascii=False))

@@ -1,4 +1,4 @@
-"""Question answering systems over users' data: documents (retrieve, then read).
+"""Question answering systems over users' data: documents (retrieve, then read), knowledge bases.
 
 ``load_qa_system(directory, reader)`` opens what a QA directory holds, for the server and the CLI:
 every system has ``ask_many(questions) -> [answer dict]``, ``check_question(question, where)`` and
@@ -14,8 +14,10 @@ from nlpforge.errors import CheckpointError, ConfigError
 
 
 def load_qa_system(directory: str | Path, reader: Any | None = None, top_k: int = 5) -> Any:
-    """The QA system in ``directory``: a document index (read by ``reader``, a span_qa ``Predictor``)."""
+    """The QA system in ``directory``: a document index (read by ``reader``, a span_qa ``Predictor``) or
+    a knowledge base (``nlpforge kbqa train``)."""
     from nlpforge.qa.index import INDEX_FILE, QAIndex
+    from nlpforge.qa.kbqa import KBQA, KBQA_FILE
 
     directory = Path(directory)
     if (directory / INDEX_FILE).is_file():
@@ -24,4 +26,7 @@ def load_qa_system(directory: str | Path, reader: Any | None = None, top_k: int 
         if reader is None:
             raise ConfigError(f"{directory}: a document index needs a span_qa reader to answer from it")
         return DocumentQA(QAIndex.load(directory), reader, top_k)
-    raise CheckpointError(f"{directory}: holds no QA index ({INDEX_FILE}); build one with `nlpforge qa index`")
+    if (directory / KBQA_FILE).is_file():
+        return KBQA.load(directory)
+    raise CheckpointError(f"{directory}: holds no QA index ({INDEX_FILE}) or KBQA model ({KBQA_FILE}); build one with "
+                          "`nlpforge qa index` or `nlpforge kbqa train`")
