@@ -119,6 +119,14 @@ TASK_HEADS: dict[str, dict[str, list[Entry]]] = {
     },
     "tag": dict.fromkeys(BASE_PREFIX, _linear("out", "classifier")),
     "span_qa": dict.fromkeys(BASE_PREFIX, _linear("out", "qa_outputs")),
+    # *ForMultipleChoice: the pooler (DistilBERT: pre_classifier) + a one-score "classifier"
+    "multiple_choice": {
+        "bert": _linear("dense", "bert.pooler.dense") + _linear("out", "classifier"),
+        "roberta": _linear("dense", "roberta.pooler.dense") + _linear("out", "classifier"),
+        "xlm-roberta": _linear("dense", "roberta.pooler.dense") + _linear("out", "classifier"),
+        "distilbert": _linear("dense", "pre_classifier") + _linear("out", "classifier"),
+        "albert": _linear("dense", "albert.pooler") + _linear("out", "classifier"),
+    },
 }
 HEADS = ("base", "mlm", *TASK_HEADS)
 

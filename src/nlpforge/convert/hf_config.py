@@ -55,7 +55,8 @@ _ARCHITECTURE_PREFIX = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XL
 # ALBERT layouts we run: one group of one layer, shared by every depth (ALBERT's published models).
 ALBERT_SHARING = {"num_hidden_groups": 1, "inner_group_num": 1}
 _HEAD_SUFFIX = {"base": "Model", "mlm": "ForMaskedLM", "classify": "ForSequenceClassification",
-                "tag": "ForTokenClassification", "span_qa": "ForQuestionAnswering"}
+                "tag": "ForTokenClassification", "span_qa": "ForQuestionAnswering",
+                "multiple_choice": "ForMultipleChoice"}
 # (model_type, head) -> the transformers class that loads such a checkpoint.
 ARCHITECTURES = {
     **{(model_type, head): prefix + suffix

@@ -19,11 +19,12 @@ from nlpforge.tasks.base import DataOptions, EncoderTask, Task
 from nlpforge.tasks.classify import ClassifyTask
 from nlpforge.tasks.cloze import ClozeTask
 from nlpforge.tasks.multilabel import MultiLabelTask
+from nlpforge.tasks.multiple_choice import MultipleChoiceTask
 from nlpforge.tasks.span_qa import SpanQATask
 from nlpforge.tasks.tag import TagTask
 
 TASKS: dict[str, type[EncoderTask]] = {
-    task.name: task for task in (ClassifyTask, TagTask, SpanQATask, MultiLabelTask, ClozeTask)
+    task.name: task for task in (ClassifyTask, TagTask, SpanQATask, MultiLabelTask, ClozeTask, MultipleChoiceTask)
 }
 # Weight layout (a head of convert/bert.py) -> the model class that holds it. A task on the masked-LM
 # head (cloze) loads as the family's masked-LM model (models/), which any MLM checkpoint is.
