@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from nlpforge.cli_options import flag_name, given, options, register
-from nlpforge.cli_qa import kbqa_app, qa_app
+from nlpforge.cli_qa import cqa_app, kbqa_app, qa_app
 from nlpforge.cli_tokenizer import tokenizer_app
 from nlpforge.data.options import DataOptions
 from nlpforge.errors import ConfigError, InputDataError, NlpforgeError
@@ -38,6 +38,7 @@ app = typer.Typer(
 app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(qa_app, name="qa")
 app.add_typer(kbqa_app, name="kbqa")
+app.add_typer(cqa_app, name="cqa")
 
 
 class TargetFormat(str, Enum):

@@ -166,3 +166,61 @@ def kbqa_eval(
 
     report = hits_at_1(KBQA.load(directory), read_kb_questions(data, encoding))
     typer.echo(json.dumps({"kbqa": str(directory), "data": str(data), **report}, indent=2, ensure_ascii=False))
+
+
+cqa_app = typer.Typer(
+    name="cqa",
+    help="Community QA: answer with the answer of the most similar FAQ question.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+@cqa_app.command("index")
+def cqa_index(
+    faq: Annotated[Path, typer.Argument(help="question<TAB>answer lines (a header line question<TAB>answer is "
+                                             "skipped).")],
+    out: Annotated[Path, typer.Option(help="The index directory to write.")],
+    retriever: Annotated[Retriever, typer.Option(help="bm25, dense (--encoder) or hybrid (both).")] = Retriever.bm25,
+    encoder: Annotated[str | None, typer.Option(help="Sentence-embedding checkpoint for dense and hybrid.")] = None,
+    encoding: Annotated[str, typer.Option(help="Encoding of the FAQ file.")] = "utf-8",
+) -> None:
+    """Index the FAQ's questions (answers kept beside them); prints a JSON summary."""
+    from nlpforge.qa.cqa import build_faq_index
+
+    built = build_faq_index(faq, out, retriever.value, encoder, encoding=encoding, progress=sys.stderr.isatty())
+    typer.echo(json.dumps({"index": str(built.directory), **built.record}, indent=2, ensure_ascii=False))
+
+
+@cqa_app.command("ask")
+def cqa_ask(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="A directory written by `nlpforge cqa index`.")],
+    question: Annotated[list[str], typer.Argument(help="One or more questions.")],
+    reranker: Annotated[str | None, typer.Option(help="classify checkpoint trained on question pairs (e.g. "
+                                                       "AFQMC) that re-ranks the candidates.")] = None,
+    candidates: Annotated[int, typer.Option(min=1, help="FAQ questions retrieved per question.")] = 20,
+) -> None:
+    """JSON lines: answer, matched question, score, source line, alternatives."""
+    from nlpforge.predictor import Predictor
+    from nlpforge.qa.cqa import CommunityQA
+    from nlpforge.qa.index import QAIndex
+
+    qa = CommunityQA(QAIndex.load(index_dir), Predictor.load(reranker) if reranker else None, candidates)
+    for text, answer in zip(question, qa.ask_many(question), strict=True):
+        typer.echo(json.dumps({"question": text, **answer}, ensure_ascii=False))
+
+
+@cqa_app.command("eval")
+def cqa_eval(
+    reranker: Annotated[str, typer.Option(help="classify checkpoint trained on question pairs.")],
+    data: Annotated[Path, typer.Option(help="question<TAB>question<TAB>label lines (AFQMC's layout).")],
+    encoding: Annotated[str, typer.Option(help="Encoding of the pair file.")] = "utf-8",
+) -> None:
+    """JSON: the re-ranker's accuracy on labelled pairs, and P@1 / MRR over pairs grouped by their first question."""
+    from nlpforge.predictor import Predictor
+    from nlpforge.qa.cqa import evaluate_pairs, read_pairs
+
+    report = evaluate_pairs(Predictor.load(reranker), read_pairs(data, encoding))
+    typer.echo(json.dumps({"reranker": reranker, "data": str(data), **report}, indent=2, ensure_ascii=False))

@@ -44,6 +44,8 @@ class DocumentQA:
                               "span_qa model (`nlpforge train --task span_qa`)")
         if top_k < 1:
             raise ConfigError(f"--top-k must be >= 1, got {top_k}")
+        if index.kind != "documents":
+            raise ConfigError(f"{index.directory}: is an FAQ index; ask it with `nlpforge cqa ask`")
         self.index, self.reader, self.top_k, self.retriever = index, reader, top_k, retriever
 
     def ask(self, question: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,11 @@ class QAIndex:
     @property
     def retriever(self) -> str:
         return self.record["retriever"]
+
+    @property
+    def kind(self) -> str:
+        """What the passages are: "documents" (nlpforge qa index) or "faq" questions (nlpforge cqa index)."""
+        return self.record.get("kind", "documents")
 
     def search(self, question: str, k: int = 5, retriever: str | None = None) -> list[tuple[Passage, float]]:
         """The ``k`` best passages for ``question`` with their scores (BM25, cosine, or fused rank score)."""
@@ -90,20 +95,29 @@ def build_index(sources: Sequence[str | Path], out: str | Path, retriever: str =
                 progress: bool = True) -> QAIndex:
     """Read ``sources``, cut them into passages, index them for ``retriever`` and write ``out``."""
     check_retriever(retriever)
-    if retriever != "bm25" and not encoder:
-        raise ConfigError(f"--retriever {retriever} embeds passages: give --encoder CKPT (a sentence-embedding "
-                          "checkpoint such as multilingual-e5-small)")
     passages: list[Passage] = []
     for document in tqdm(read_documents(sources, encoding), desc="read", unit="doc", disable=not progress):
         passages += split_passages(document, passage_chars, len(passages))
     if not passages:
         raise InputDataError(f"{', '.join(map(str, sources))}: no text to index (every document is empty)")
+    record = {"kind": "documents", "passage_chars": passage_chars, "sources": [str(s) for s in sources]}
+    return index_passages(passages, out, retriever, encoder, max_length, record, progress=progress)
+
+
+def index_passages(passages: list[Passage], out: str | Path, retriever: str, encoder: str | None, max_length: int,
+                   record: dict[str, Any], write_more: Callable[[Path], None] | None = None,
+                   progress: bool = True) -> QAIndex:
+    """Index ``passages`` for ``retriever`` and write the directory atomically (``write_more(tmp)``
+    adds files of the caller's: a FAQ's answers)."""
+    check_retriever(retriever)
+    if retriever != "bm25" and not encoder:
+        raise ConfigError(f"--retriever {retriever} embeds passages: give --encoder CKPT (a sentence-embedding "
+                          "checkpoint such as multilingual-e5-small)")
     texts = [passage.text for passage in passages]
     bm25 = BM25Index.build(texts) if retriever in ("bm25", "hybrid") else None
     dense = None
-    record: dict[str, Any] = {"retriever": retriever, "passages": len(passages),
-                              "documents": len({p.document for p in passages}), "passage_chars": passage_chars,
-                              "sources": [str(s) for s in sources]}
+    record = {**record, "retriever": retriever, "passages": len(passages),
+              "documents": len({p.document for p in passages})}
     if retriever in ("dense", "hybrid"):
         from nlpforge.checkpoint import load_checkpoint
         from nlpforge.tasks import encoder_of
@@ -125,10 +139,12 @@ def build_index(sources: Sequence[str | Path], out: str | Path, retriever: str =
             bm25.save(tmp)
         if dense is not None:
             dense.save(tmp)
+        if write_more is not None:
+            write_more(tmp)
         (tmp / INDEX_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     directory = write_directory_atomically(Path(out), write, last=INDEX_FILE)
     return QAIndex(directory, passages, record, bm25, dense)
 
 
-__all__ = ["Hit", "QAIndex", "build_index"]
+__all__ = ["Hit", "QAIndex", "build_index", "index_passages"]
