@@ -102,3 +102,9 @@ def register(app: typer.Typer, name: str, run: Callable[..., None], parameters: 
 
 def _positional_first(parameter: inspect.Parameter) -> int:
     return 0 if parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD else 1
+
+
+def command_group(name: str, help: str) -> typer.Typer:
+    """A ``nlpforge NAME ...`` group of commands, with the main app's plain help and error handling."""
+    return typer.Typer(name=name, help=help, no_args_is_help=True, pretty_exceptions_enable=False,
+                       add_completion=False, rich_markup_mode=None)

@@ -13,14 +13,10 @@ from typing import Annotated
 
 import typer
 
-qa_app = typer.Typer(
-    name="qa",
-    help="Question answering over your documents: index files, then ask (retrieve, then read).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,
-)
+from nlpforge.cli_options import command_group
+
+qa_app = command_group(
+    "qa", "Question answering over your documents: index files, then ask (retrieve, then read).")
 
 
 class Retriever(str, Enum):
@@ -110,14 +106,8 @@ def _document_qa(index_dir: Path, reader: str, top_k: int, retriever: Retriever 
     return DocumentQA(QAIndex.load(index_dir), Predictor.load(reader), top_k, retriever.value if retriever else None)
 
 
-kbqa_app = typer.Typer(
-    name="kbqa",
-    help="Question answering over a knowledge base of triples: entity linking, relation paths, SPARQL.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,
-)
+kbqa_app = command_group(
+    "kbqa", "Question answering over a knowledge base of triples: entity linking, relation paths, SPARQL.")
 
 
 @kbqa_app.command("train")
@@ -168,14 +158,8 @@ def kbqa_eval(
     typer.echo(json.dumps({"kbqa": str(directory), "data": str(data), **report}, indent=2, ensure_ascii=False))
 
 
-cqa_app = typer.Typer(
-    name="cqa",
-    help="Community QA: answer with the answer of the most similar FAQ question.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,
-)
+cqa_app = command_group(
+    "cqa", "Community QA: answer with the answer of the most similar FAQ question.")
 
 
 @cqa_app.command("index")

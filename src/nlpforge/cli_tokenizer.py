@@ -13,14 +13,9 @@ from typing import Annotated
 
 import typer
 
-tokenizer_app = typer.Typer(
-    name="tokenizer",
-    help="Train tokenizers on raw text corpora (Hugging Face layout).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,
-)
+from nlpforge.cli_options import command_group
+
+tokenizer_app = command_group("tokenizer", "Train tokenizers on raw text corpora (Hugging Face layout).")
 
 
 class TokenizerKind(str, Enum):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from nlpforge.errors import InputDataError
 
@@ -39,3 +42,19 @@ def read_lines(path: str | Path, encoding: str = "utf-8") -> list[str]:
         if not line.strip():
             raise InputDataError(f"{path}:{number}: empty line; every line must hold one text")
     return lines
+
+
+def json_objects(path: str | Path, text: str, expected: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-empty line of a JSON-lines ``text``; a line that is not a JSON
+    object raises InputDataError naming ``path``, the line and the ``expected`` shape."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputDataError(f"{path}:{number}: not valid JSON ({error.msg}); each line must be {expected}") \
+                from None
+        if not isinstance(record, dict):
+            raise InputDataError(f"{path}:{number}: each line must be {expected}")
+        yield number, record

@@ -14,14 +14,13 @@ passage map back to the file.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nlpforge.data.text import read_text
+from nlpforge.data.text import json_objects, read_text
 from nlpforge.errors import InputDataError
 
 DOCUMENT_SUFFIXES = (".txt", ".md", ".jsonl")
@@ -81,15 +80,8 @@ def read_documents(paths: Sequence[str | Path], encoding: str = "utf-8") -> Iter
             if text.strip():
                 yield Document(str(path), text, path.stem)
             continue
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputDataError(f"{path}:{number}: not valid JSON ({error.msg}); each line must be an object "
-                                     'like {"text": ..., "title": ...}') from None
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        for number, record in json_objects(path, text, '{"text": ..., "title": ...}'):
+            if not isinstance(record.get("text"), str):
                 raise InputDataError(f'{path}:{number}: needs a "text" string; each line must be an object like '
                                      '{"text": ..., "title": ...}')
             title = record.get("title", "")

@@ -27,7 +27,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from nlpforge.config import ModelConfig
-from nlpforge.data.text import read_text
+from nlpforge.data.text import json_objects, read_text
 from nlpforge.errors import InputDataError
 from nlpforge.models.outputs import TaskOutput
 from nlpforge.tasks.base import DataOptions, EncoderTask
@@ -86,15 +86,7 @@ def read_choices(path: str | Path, encoding: str = "utf-8") -> list[ChoiceExampl
                 examples.append(_example(context, item.get("question"), item.get("choice"), item.get("answer"),
                                          f"{where}, question {q}"))
     else:
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputDataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise InputDataError(f'{path}:{number}: expected {{"context", "question", "choices", "answer"}}')
+        for number, record in json_objects(path, text, '{"context", "question", "choices", "answer"}'):
             examples.append(_example(record.get("context"), record.get("question"), record.get("choices"),
                                      record.get("answer"), f"{path}:{number}"))
     if not examples:
