@@ -28,6 +28,7 @@ from nlpforge.data.collate import collate_inputs
 from nlpforge.data.options import DataOptions
 from nlpforge.errors import InputDataError
 from nlpforge.inference import forward_batches
+from nlpforge.models.outputs import TaskOutput
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -129,6 +130,20 @@ class EncoderTask:
 
     def distill_gold(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         return None
+
+
+class SoftmaxLogitsTask:
+    """The graph output, distillation view and gold labels of a task whose output is one (B, C)
+    softmax distribution per example (classify, multiple_choice)."""
+
+    def output_from_graph(self, values: dict[str, torch.Tensor]) -> TaskOutput:
+        return TaskOutput(values["logits"])
+
+    def distill_views(self, output: TaskOutput) -> list[torch.Tensor]:
+        return [output.logits]  # (B, C)
+
+    def distill_gold(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        return batch["labels"]  # (B,)
 
 
 def sequence_logits(model: Any, features: Sequence[dict], batch_size: int, pad_id: int) -> np.ndarray:

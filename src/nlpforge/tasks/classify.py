@@ -29,6 +29,7 @@ from nlpforge.models.outputs import TaskOutput
 from nlpforge.tasks.base import (
     DataOptions,
     EncoderTask,
+    SoftmaxLogitsTask,
     balanced_class_weights,
     sequence_logits,
     text_record,
@@ -144,7 +145,7 @@ def decode(logits: np.ndarray, labels: Sequence[str]) -> list[dict[str, Any]]:
 
 
 @dataclass
-class ClassifyTask(EncoderTask):
+class ClassifyTask(SoftmaxLogitsTask, EncoderTask):
     """One label per text or text pair: softmax + cross-entropy; accuracy and macro-F1."""
 
     name: ClassVar[str] = "classify"
@@ -204,12 +205,3 @@ class ClassifyTask(EncoderTask):
                 labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> list[dict]:
         features = encode(tokenizer, inputs, None, max_length)
         return decode(sequence_logits(model, features, batch_size, tokenizer.pad_token_id), labels or [])
-
-    def output_from_graph(self, values: dict[str, torch.Tensor]) -> TaskOutput:
-        return TaskOutput(values["logits"])
-
-    def distill_views(self, output: TaskOutput) -> list[torch.Tensor]:
-        return [output.logits]  # (B, C)
-
-    def distill_gold(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        return batch["labels"]

@@ -30,7 +30,7 @@ from nlpforge.config import ModelConfig
 from nlpforge.data.text import json_objects, read_text
 from nlpforge.errors import InputDataError
 from nlpforge.models.outputs import TaskOutput
-from nlpforge.tasks.base import DataOptions, EncoderTask
+from nlpforge.tasks.base import DataOptions, EncoderTask, SoftmaxLogitsTask
 from nlpforge.tasks.heads import ClassificationHead, encoder_without_pooler
 
 
@@ -162,7 +162,7 @@ def collate_choices(features: Sequence[dict[str, Any]], pad_id: int) -> dict[str
 
 
 @dataclass
-class MultipleChoiceTask(EncoderTask):
+class MultipleChoiceTask(SoftmaxLogitsTask, EncoderTask):
     """Pick the right option of a question about a passage: accuracy."""
 
     name: ClassVar[str] = "multiple_choice"
@@ -241,12 +241,3 @@ class MultipleChoiceTask(EncoderTask):
             results.append({"answer": example.choices[best], "index": best, "score": float(probabilities[best]),
                             "scores": [float(p) for p in probabilities]})
         return results
-
-    def output_from_graph(self, values: dict[str, torch.Tensor]) -> TaskOutput:
-        return TaskOutput(values["logits"])
-
-    def distill_views(self, output: TaskOutput) -> list[torch.Tensor]:
-        return [output.logits]  # (B, C)
-
-    def distill_gold(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        return batch["labels"]
