@@ -113,3 +113,15 @@ def test_learns_a_rule_and_predicts_through_the_predictor(tmp_path: Path, tiny_b
     assert answer["scores"][answer["index"]] == pytest.approx(answer["score"])
     with pytest.raises(InputDataError, match=r"inputs\[0\]: choices must be a list"):
         predictor.predict([{"context": "a", "question": "z", "choices": "b"}])
+
+
+def test_onnx_export_says_it_does_not_take_options(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from nlpforge.compress.export import export_onnx
+    from nlpforge.errors import ConfigError
+    from nlpforge.tasks import task_model_from_encoder
+
+    base = load_checkpoint(tiny_bert_dir, head="base")
+    model = task_model_from_encoder(base.model, get_task("multiple_choice"), 2)
+    with pytest.raises(ConfigError, match="multiple_choice model reads"):
+        export_onnx(model, tmp_path / "onnx", base.tokenizer, {"task": "multiple_choice"})
+    assert not (tmp_path / "onnx").exists()

@@ -126,6 +126,9 @@ def export_onnx(
     if any(p.dtype != torch.float32 for p in model.parameters()):
         model = copy.deepcopy(model).float()
     task = task_of(meta or {}, head)
+    if task is not None and not task.onnx_inputs:
+        raise ConfigError(f"a {task.name} model reads (batch, options, sequence) inputs, which the ONNX export "
+                          "does not trace; serve its torch checkpoint")
     graph = _GraphOutputs(model, task).eval()  # export restores this mode afterwards, not the model's
     inputs = example_inputs(config)
     names = list(inputs)

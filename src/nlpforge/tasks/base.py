@@ -48,6 +48,7 @@ class Task(Protocol):
     hf_config_fields: ClassVar[dict[str, Any]]  # extra config.json fields transformers reads
     heldout_share: ClassVar[float]  # share of the training examples kept back to ``tune`` settings
     finetunes: ClassVar[bool]  # whether ``nlpforge train`` trains it (cloze: ``nlpforge fewshot``)
+    onnx_inputs: ClassVar[bool]  # whether it reads (B, T) inputs, the layout ONNX export traces
 
     # data -> features
     def read(self, path: str | Path, data: DataOptions) -> list[Any]: ...
@@ -93,6 +94,7 @@ class EncoderTask:
     hf_config_fields: ClassVar[dict[str, Any]] = {}
     heldout_share: ClassVar[float] = 0.0
     finetunes: ClassVar[bool] = True
+    onnx_inputs: ClassVar[bool] = True  # the model reads (B, T) inputs, the layout ONNX export traces
     decoder_model_class: ClassVar[type[nn.Module] | None] = None  # the task runs on encoders only
     per_token_views: ClassVar[bool] = False  # distillation views are (T, ...) per example
 

@@ -170,6 +170,7 @@ class MultipleChoiceTask(SoftmaxLogitsTask, EncoderTask):
     model_class: ClassVar[type[nn.Module]] = MultipleChoiceModel
     metric: ClassVar[str] = "accuracy"
     output_names: ClassVar[tuple[str, ...]] = ("logits",)
+    onnx_inputs: ClassVar[bool] = False  # (B, options, T) inputs
     warmup_input: ClassVar[Any] = {"context": "warm up", "question": "what?", "choices": ["a", "b"]}
     input_schema: ClassVar[dict[str, Any]] = {
         "type": "object", "required": ["context", "question", "choices"], "additionalProperties": False,
