@@ -50,6 +50,22 @@ print("RESULT " + json.dumps(summary))
 """
 
 
+def compare_with_full(runs: dict) -> dict:
+    """Each adapter run beside the full fine-tuning run with the same head pooling (full / full_mean)."""
+    compared = {}
+    for name, run in runs.items():
+        pooling = run["settings"].get("classifier_pooling", "cls")
+        full = runs.get("full_mean" if pooling == "mean" else "full")
+        if full is None or not name.startswith("lora"):
+            continue
+        compared[name] = {"full_run": "full_mean" if pooling == "mean" else "full",
+                          "accuracy_ratio": round(run["best"] / full["best"], 4),
+                          "trainable_percent": run["trainable_percent"],
+                          "tokens_per_s_ratio": round(run["tokens_per_s"] / full["tokens_per_s"], 3),
+                          "peak_rss_ratio": round(run["peak_rss_mb"] / full["peak_rss_mb"], 3)}
+    return compared
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=tuple(DATASETS), default="sst2")
@@ -84,14 +100,8 @@ def main() -> None:
         print(json.dumps({name: report["runs"][name]}), flush=True)
         report["machine"] = machine_record()
         out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    full = report["runs"].get("full")
-    if full is not None:
-        report["vs_full"] = {name: {"accuracy_ratio": round(run["best"] / full["best"], 4),
-                                    "trainable_percent": run["trainable_percent"],
-                                    "tokens_per_s_ratio": round(run["tokens_per_s"] / full["tokens_per_s"], 3),
-                                    "peak_rss_ratio": round(run["peak_rss_mb"] / full["peak_rss_mb"], 3)}
-                             for name, run in report["runs"].items() if name != "full"}
-        print(json.dumps(report["vs_full"]))
+    report["vs_full"] = compare_with_full(report["runs"])
+    print(json.dumps(report["vs_full"]))
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
