@@ -79,18 +79,11 @@ def evaluate(
     limit: Annotated[int, typer.Option(min=0, help="Only the first N questions (0: all).")] = 0,
 ) -> None:
     """EM / F1 of answers from the index, recall@1/5/20 of each retriever, questions per second (JSON)."""
+    from nlpforge.data.options import article_range
     from nlpforge.data.squad import read_squad
-    from nlpforge.errors import ConfigError
     from nlpforge.qa.answer import evaluate_open
 
-    span = None
-    if articles is not None:
-        try:
-            start, stop = (int(part) for part in articles.split(":"))
-        except ValueError:
-            raise ConfigError(f"--articles {articles!r}: write START:STOP, e.g. 38:48") from None
-        span = (start, stop)
-    examples = read_squad(data, span)
+    examples = read_squad(data, article_range(articles))
     examples = [e for e in examples if e.answers][: limit or None]
     qa = _document_qa(index_dir, reader, top_k, retriever)
     report = evaluate_open(qa, examples, progress=sys.stderr.isatty())
