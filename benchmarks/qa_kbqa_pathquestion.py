@@ -45,6 +45,9 @@ def main() -> None:
     record: dict = {"benchmark": "qa_kbqa_pathquestion", "split": "random.Random(0) shuffle, first 80% train",
                     "irn_source": "Zhou, Huang, Zhu 2018, An Interpretable Reasoning Network for Multi-Relation "
                                   "Question Answering, Table 3", "subsets": {},
+                    "method_choice": "hop-wise relation scoring was chosen over one classifier of whole paths on a "
+                                      "validation split inside the training 80% (random.Random(1), 80/20); whole "
+                                      "paths scored 98.4 / 93.9 / 94.5 / 86.7 there, hop-wise 100 / 98.9 / 98.0 / 97.0",
                     "command": "python " + " ".join(sys.argv)}
     for name in args.subsets.split(","):
         train, test = split(read_kb_questions(DATA / f"{name}.txt"))
@@ -56,7 +59,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         record["subsets"][name] = {**report, "train_questions": len(train), "irn_hits@1": IRN[name],
                                    "vs_irn": round(report["hits@1"] - IRN[name], 2),
-                                   "triples": len(system.graph), "paths": len(system.classifier.classes),
+                                   "triples": len(system.graph), "relations": system.scorer.relations,
                                    "train_seconds": round(train_seconds, 2),
                                    "questions_per_s": round(len(test) / seconds, 1)}
         print(json.dumps({name: record["subsets"][name]}), flush=True)

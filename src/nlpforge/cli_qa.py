@@ -122,7 +122,7 @@ def kbqa_train(
     record = {"kb": str(kb), "train": str(train), "questions": len(questions), "trained_on": system.trained_on}
     directory = system.save(out, record)
     typer.echo(json.dumps({"out": str(directory), **record, "triples": len(graph),
-                           "paths": len(system.classifier.classes)}, indent=2, ensure_ascii=False))
+                           "relations": system.scorer.relations}, indent=2, ensure_ascii=False))
 
 
 @kbqa_app.command("ask")

@@ -6,16 +6,18 @@ The classic pipeline over a knowledge base of (subject, relation, object) triple
 1. Question understanding: the topic entity is linked by string match (the longest run of
    question words equal to an entity's name, underscores read as spaces, case ignored), falling
    back to the closest name by similarity (``difflib`` ratio >= 0.85).
-2. Relation prediction: a classifier over relation paths of 1 to ``max_hops`` hops (TF-IDF of word
-   1-2-grams of the question with its topic mention masked, then multinomial logistic regression,
-   trained on the training questions' gold paths). Only paths that exist from the topic entity in
-   the knowledge base compete; the most probable one wins.
+2. Relation prediction over paths of 1 to ``max_hops`` hops: one classifier for the path's length
+   and one per hop for its relation (TF-IDF of word 1-2-grams of the question with its topic
+   mention masked, then multinomial logistic regression, trained on the training questions' gold
+   paths). A path scores log P(length) + the sum of log P(relation at hop i), so a path never seen
+   whole in training still scores by its parts. Only paths that exist from the topic entity in the
+   knowledge base compete; the best one wins.
 3. The path becomes a SPARQL query (``SELECT DISTINCT ?x3 WHERE { <e> <r1> ?x1 . ?x1 <r2> ?x2 ...}``)
    run by rdflib; answers reached by more paths rank first, then by name.
 
 Every answer comes with its topic entity, path, SPARQL and score. The KBQA directory holds the
-knowledge base as N-Triples (``kb.nt``), the classifier (``path_classifier.safetensors`` + JSON:
-no pickle) and ``kbqa.json``.
+knowledge base as N-Triples (``kb.nt``), the classifiers (``length.*`` and ``hop<i>.*``:
+safetensors + JSON, no pickle) and ``kbqa.json``.
 """
 
 from __future__ import annotations
@@ -36,11 +38,10 @@ from nlpforge.data.text import read_text
 from nlpforge.errors import CheckpointError, ConfigError, InputDataError
 
 ENTITY_NS, RELATION_NS = "urn:nlpforge:entity:", "urn:nlpforge:relation:"
-KBQA_FILE, KB_FILE, CLASSIFIER_FILE, CLASSIFIER_META = "kbqa.json", "kb.nt", "path_classifier.safetensors", \
-    "path_classifier.json"
+KBQA_FILE, KB_FILE = "kbqa.json", "kb.nt"
+UNSEEN = -30.0  # log-probability of a relation (or length) no training question had at that hop
 RDF_FORMATS = {".nt": "nt", ".ttl": "turtle", ".n3": "n3", ".rdf": "xml", ".xml": "xml"}
 MASK = "ENTITY"
-_PATH_SEPARATOR = "/"
 _WORD = re.compile(r"[^\s]+")
 
 
@@ -157,10 +158,16 @@ class EntityLinker:
     """Topic entities of a question by name: exact runs of words first, then the most similar name."""
 
     def __init__(self, names: Sequence[str], max_words: int = 12) -> None:
-        self.by_name: dict[str, str] = {}
+        self.by_name: dict[str, list[str]] = {}  # normalised name -> entities (names differing in case)
         for name in sorted(names):
-            self.by_name.setdefault(_normal(name), name)
+            self.by_name.setdefault(_normal(name), []).append(name)
         self.max_words = max_words
+
+    @staticmethod
+    def _pick(entities: list[str], mention: str) -> str:
+        """The entity written as the mention (underscores for spaces), else the first."""
+        written = mention.replace(" ", "_")
+        return next((e for e in entities if e in (written, mention)), entities[0])
 
     def mentions(self, question: str) -> list[tuple[str, str]]:
         """(entity, mention) pairs, longest mentions first; similar names only when nothing matches exactly."""
@@ -169,9 +176,11 @@ class EntityLinker:
         for size in range(min(self.max_words, len(words)), 0, -1):
             for first in range(len(words) - size + 1):
                 mention = " ".join(words[first:first + size])
-                entity = self.by_name.get(_normal(mention))
-                if entity is not None and all(entity != e for e, _ in found):
-                    found.append((entity, mention))
+                entities = self.by_name.get(_normal(mention))
+                if entities is not None:
+                    entity = self._pick(entities, mention)
+                    if all(entity != e for e, _ in found):
+                        found.append((entity, mention))
         if found:
             return found
         # entities are written as single tokens (with underscores) or runs; compare every run to the names
@@ -181,7 +190,7 @@ class EntityLinker:
                 mention = " ".join(words[first:first + size])
                 close = difflib.get_close_matches(_normal(mention), names, n=1, cutoff=0.85)
                 if close:
-                    found.append((self.by_name[close[0]], mention))
+                    found.append((self._pick(self.by_name[close[0]], mention), mention))
         return found
 
 
@@ -195,8 +204,8 @@ def masked(question: str, mention: str | None) -> str:
 # --------------------------------------------------------------------------------------------- paths
 
 
-class PathClassifier:
-    """TF-IDF word 1-2-grams -> multinomial logistic regression over relation paths, saved without pickle."""
+class TextClassifier:
+    """TF-IDF word 1-2-grams -> multinomial logistic regression over string labels, saved without pickle."""
 
     def __init__(self, vocabulary: dict[str, int], idf: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
                  classes: list[str]) -> None:
@@ -206,51 +215,90 @@ class PathClassifier:
                                           sublinear_tf=True)
         self.vectorizer.idf_ = idf
         self.coef, self.intercept, self.classes = coef, intercept, classes
-        self.index = {path: i for i, path in enumerate(classes)}
+        self.index = {label: i for i, label in enumerate(classes)}
 
     @classmethod
-    def fit(cls, texts: Sequence[str], paths: Sequence[str], c: float = 20.0) -> PathClassifier:
+    def fit(cls, texts: Sequence[str], labels: Sequence[str], c: float = 20.0) -> TextClassifier:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
         vectorizer = TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"[^\s]+", sublinear_tf=True)
         features = vectorizer.fit_transform(texts)
-        classes = sorted(set(paths))
-        if len(classes) == 1:  # one path: nothing to choose, every question takes it
+        classes = sorted(set(labels))
+        if len(classes) == 1:  # one label: nothing to choose
             return cls(vectorizer.vocabulary_, vectorizer.idf_, np.zeros((1, features.shape[1])), np.zeros(1), classes)
-        model = LogisticRegression(C=c, max_iter=2000).fit(features, paths)
+        model = LogisticRegression(C=c, max_iter=2000).fit(features, labels)
         coef, intercept = model.coef_, model.intercept_
         if len(classes) == 2:  # sklearn keeps one row for two classes: log-odds of the second
             coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
         return cls(vectorizer.vocabulary_, vectorizer.idf_, coef, intercept, list(model.classes_))
 
     def log_probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """(N, C) log-probabilities of the paths."""
+        """(N, C) log-probabilities of the labels."""
         logits = self.vectorizer.transform(texts) @ self.coef.T + self.intercept  # (N, C)
         logits = np.asarray(logits)
         return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
 
-    def save(self, directory: Path) -> None:
+    def log_probability(self, log_probabilities: np.ndarray, label: str) -> float:
+        """One label's entry of a ``log_probabilities`` row; ``UNSEEN`` for a label never trained on."""
+        return float(log_probabilities[self.index[label]]) if label in self.index else UNSEEN
+
+    def save(self, directory: Path, name: str) -> None:
         from safetensors.numpy import save_file
 
         # C order: safetensors writes the raw buffer, and sklearn's coef_ may be Fortran-ordered
         arrays = {"idf": self.vectorizer.idf_, "coef": self.coef, "intercept": self.intercept}
-        save_file({name: np.ascontiguousarray(array, dtype=np.float64) for name, array in arrays.items()},
-                  str(directory / CLASSIFIER_FILE))
+        save_file({key: np.ascontiguousarray(array, dtype=np.float64) for key, array in arrays.items()},
+                  str(directory / f"{name}.safetensors"))
         record = {"classes": self.classes, "vocabulary": {k: int(v) for k, v in self.vectorizer.vocabulary_.items()}}
-        (directory / CLASSIFIER_META).write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+        (directory / f"{name}.json").write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: Path) -> PathClassifier:
+    def load(cls, directory: Path, name: str) -> TextClassifier:
         from safetensors.numpy import load_file
 
-        arrays = load_file(str(directory / CLASSIFIER_FILE))
-        record = json.loads((directory / CLASSIFIER_META).read_text(encoding="utf-8"))
+        arrays = load_file(str(directory / f"{name}.safetensors"))
+        record = json.loads((directory / f"{name}.json").read_text(encoding="utf-8"))
         return cls(record["vocabulary"], arrays["idf"], arrays["coef"], arrays["intercept"], record["classes"])
 
 
-def path_key(relations: Sequence[str]) -> str:
-    return _PATH_SEPARATOR.join(relations)
+@dataclass
+class PathScorer:
+    """log P(path length) + sum over hops of log P(relation at that hop), each from the masked question."""
+
+    lengths: TextClassifier
+    hops: list[TextClassifier]  # hop i's relation classifier (questions whose paths have more than i hops)
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], paths: Sequence[tuple[str, ...]]) -> PathScorer:
+        hops = []
+        for hop in range(max(len(path) for path in paths)):
+            kept = [i for i, path in enumerate(paths) if len(path) > hop]
+            hops.append(TextClassifier.fit([texts[i] for i in kept], [paths[i][hop] for i in kept]))
+        return cls(TextClassifier.fit(texts, [str(len(path)) for path in paths]), hops)
+
+    def scores(self, text: str, paths: Sequence[tuple[str, ...]]) -> list[float]:
+        """The score of each path (relations) for one masked question."""
+        length = self.lengths.log_probabilities([text])[0]
+        per_hop = [hop.log_probabilities([text])[0] for hop in self.hops]
+        return [self.lengths.log_probability(length, str(len(path)))
+                + sum(self.hops[i].log_probability(per_hop[i], relation) if i < len(self.hops) else UNSEEN
+                      for i, relation in enumerate(path))
+                for path in paths]
+
+    @property
+    def relations(self) -> int:
+        return len({label for hop in self.hops for label in hop.classes})
+
+    def save(self, directory: Path) -> None:
+        self.lengths.save(directory, "length")
+        for i, hop in enumerate(self.hops):
+            hop.save(directory, f"hop{i}")
+
+    @classmethod
+    def load(cls, directory: Path, hops: int) -> PathScorer:
+        return cls(TextClassifier.load(directory, "length"), [TextClassifier.load(directory, f"hop{i}")
+                                                              for i in range(hops)])
 
 
 def sparql_for(topic: str, relations: Sequence[str]) -> str:
@@ -266,11 +314,11 @@ def sparql_for(topic: str, relations: Sequence[str]) -> str:
 
 
 class KBQA:
-    """A knowledge base, an entity linker and a path classifier: ``ask(question)`` -> answers with SPARQL."""
+    """A knowledge base, an entity linker and a path scorer: ``ask(question)`` -> answers with SPARQL."""
 
-    def __init__(self, graph, classifier: PathClassifier, max_hops: int = 3, directory: Path | None = None) -> None:
-        self.graph, self.classifier, self.max_hops, self.directory = graph, classifier, max_hops, directory
-        self.trained_on = 0  # training questions the classifier learnt from (train)
+    def __init__(self, graph, scorer: PathScorer | None, max_hops: int = 3, directory: Path | None = None) -> None:
+        self.graph, self.scorer, self.max_hops, self.directory = graph, scorer, max_hops, directory
+        self.trained_on = 0  # training questions the scorer learnt from (train)
         entities = {local_name(node) for node in set(graph.subjects()) | set(graph.objects())}
         self.linker = EntityLinker(sorted(entities))
 
@@ -298,13 +346,11 @@ class KBQA:
     def _answer(self, question: str) -> dict[str, Any]:
         best: dict[str, Any] | None = None
         for topic, mention in self.linker.mentions(question)[:3]:
-            reachable = self.paths_from(topic)
-            known = [path for path in reachable if path_key(path) in self.classifier.index]
-            if not known:
+            reachable = list(self.paths_from(topic))
+            if not reachable:
                 continue
-            scores = self.classifier.log_probabilities([masked(question, mention)])[0]
-            path = max(known, key=lambda p: scores[self.classifier.index[path_key(p)]])
-            score = float(scores[self.classifier.index[path_key(path)]])
+            scores = self.scorer.scores(masked(question, mention), reachable)
+            score, path = max(zip(scores, reachable, strict=True))
             if best is None or score > best["score"]:
                 best = {"topic": topic, "mention": mention, "path": list(path), "score": score}
         if best is None:
@@ -322,16 +368,17 @@ class KBQA:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "knowledge base", "directory": str(self.directory), "triples": len(self.graph),
-                "paths": len(self.classifier.classes), "max_hops": self.max_hops}
+                "relations": self.scorer.relations, "max_hops": self.max_hops}
 
     # ------------------------------------------------------------------ training, saving, loading
 
     @classmethod
     def train(cls, graph, questions: Sequence[KBQuestion], max_hops: int = 3) -> KBQA:
-        """Fit the path classifier on ``questions``: their gold paths, or (plain question/answer pairs)
-        the shortest path from the linked topic entity that reaches a gold answer."""
-        system = cls(graph, PathClassifier({"": 0}, np.ones(1), np.zeros((1, 1)), np.zeros(1), [""]), max_hops)
-        texts, labels = [], []
+        """Fit the path scorer on ``questions``: their gold paths, or (plain question/answer pairs) the
+        shortest path from the linked topic entity that reaches a gold answer."""
+        system = cls(graph, None, max_hops)
+        texts: list[str] = []
+        paths: list[tuple[str, ...]] = []
         for item in questions:
             mentions = system.linker.mentions(item.question)
             mention = next((m for e, m in mentions if e == item.topic), None) if item.topic else None
@@ -341,12 +388,12 @@ class KBQA:
             if path is None or not 1 <= len(path) <= max_hops:
                 continue
             texts.append(masked(item.question, mention))
-            labels.append(path_key(path))
-        if not labels:
+            paths.append(tuple(path))
+        if not paths:
             raise InputDataError("no training question could be linked to a path of the knowledge base; check that "
                                  "the questions name entities of the knowledge base and that their answers are in it")
-        system.classifier = PathClassifier.fit(texts, labels)
-        system.trained_on = len(labels)
+        system.scorer = PathScorer.fit(texts, paths)
+        system.trained_on = len(paths)
         return system
 
     def _path_to_answers(self, mentions: list[tuple[str, str]], answers: Sequence[str]
@@ -363,10 +410,10 @@ class KBQA:
 
         def write(tmp: Path) -> None:
             self.graph.serialize(str(tmp / KB_FILE), format="nt", encoding="utf-8")
-            self.classifier.save(tmp)
+            self.scorer.save(tmp)
             (tmp / KBQA_FILE).write_text(json.dumps({**record, "max_hops": self.max_hops,
-                                                     "triples": len(self.graph),
-                                                     "paths": len(self.classifier.classes)}, indent=2,
+                                                     "triples": len(self.graph), "hops": len(self.scorer.hops),
+                                                     "relations": self.scorer.relations}, indent=2,
                                                     ensure_ascii=False) + "\n", encoding="utf-8")
 
         return write_directory_atomically(Path(out), write, last=KBQA_FILE)
@@ -382,7 +429,7 @@ class KBQA:
         record = json.loads((directory / KBQA_FILE).read_text(encoding="utf-8"))
         graph = rdflib.Graph()
         graph.parse(str(directory / KB_FILE), format="nt")
-        return cls(graph, PathClassifier.load(directory), int(record.get("max_hops", 3)), directory)
+        return cls(graph, PathScorer.load(directory, int(record["hops"])), int(record.get("max_hops", 3)), directory)
 
 
 def hits_at_1(system: KBQA, questions: Sequence[KBQuestion]) -> dict[str, Any]:
