@@ -62,9 +62,7 @@ def ask(
     retriever: RetrieverOverride = None,
 ) -> None:
     """Answer questions from the index: JSON lines of answer, score and evidence (document, offsets)."""
-    qa = _document_qa(index_dir, reader, top_k, retriever)
-    for text, answer in zip(question, qa.ask_many(question), strict=True):
-        typer.echo(json.dumps({"question": text, **answer}, ensure_ascii=False))
+    _print_answers(question, _document_qa(index_dir, reader, top_k, retriever).ask_many(question))
 
 
 @qa_app.command("eval")
@@ -89,6 +87,12 @@ def evaluate(
     report = evaluate_open(qa, examples, progress=sys.stderr.isatty())
     typer.echo(json.dumps({"index": str(index_dir), "reader": reader, "data": str(data), **report}, indent=2,
                           ensure_ascii=False))
+
+
+def _print_answers(questions: list[str], answers: list[dict]) -> None:
+    """One JSON line per question: the question and its answer's fields."""
+    for text, answer in zip(questions, answers, strict=True):
+        typer.echo(json.dumps({"question": text, **answer}, ensure_ascii=False))
 
 
 def _document_qa(index_dir: Path, reader: str, top_k: int, retriever: Retriever | None):
@@ -133,9 +137,7 @@ def kbqa_ask(
     """JSON lines: answer, answers, topic entity, relation path, the SPARQL that found them, score."""
     from nlpforge.qa.kbqa import KBQA
 
-    system = KBQA.load(directory)
-    for text, answer in zip(question, system.ask_many(question), strict=True):
-        typer.echo(json.dumps({"question": text, **answer}, ensure_ascii=False))
+    _print_answers(question, KBQA.load(directory).ask_many(question))
 
 
 @kbqa_app.command("eval")
@@ -185,8 +187,7 @@ def cqa_ask(
     from nlpforge.qa.index import QAIndex
 
     qa = CommunityQA(QAIndex.load(index_dir), Predictor.load(reranker) if reranker else None, candidates)
-    for text, answer in zip(question, qa.ask_many(question), strict=True):
-        typer.echo(json.dumps({"question": text, **answer}, ensure_ascii=False))
+    _print_answers(question, qa.ask_many(question))
 
 
 @cqa_app.command("eval")
