@@ -330,3 +330,22 @@ def test_build_app_serves_an_artifact_with_several_instances(tiny_bert_dir) -> N
                 break
         answer = client.post("/v1/embed", json={"inputs": ["a b", "c"]})
         assert answer.status_code == 200 and answer.json()["dimension"] == 32
+
+
+class BrokenPredictor(BlockingPredictor):
+    """Every model call fails (a model that loads but cannot run)."""
+
+    def predict_parsed(self, inputs, adapter=None):
+        raise RuntimeError("the kernel is missing")
+
+
+def test_a_failed_warm_up_is_reported_on_ready(classifier: Predictor) -> None:
+    with TestClient(create_app(BrokenPredictor(classifier)), raise_server_exceptions=False) as client:
+        deadline = time.monotonic() + 30
+        while "error" not in client.get("/ready").json():
+            assert time.monotonic() < deadline, "the failed warm-up was never reported"
+            time.sleep(0.02)
+        response = client.get("/ready")
+        assert response.status_code == 503 and "the kernel is missing" in response.json()["error"]
+        refused = client.post("/v1/predict", json={"inputs": ["a"]})
+        assert refused.status_code == 503 and "the model cannot serve: warm-up failed" in refused.json()["error"]

@@ -173,7 +173,7 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
     QA system (nlpforge.qa) that ``POST /v1/qa`` answers from (the workers hold one each)."""
     settings = settings or ServeSettings()
     workers = list(workers) if workers is not None else [ThreadWorker(model, qa)]
-    state = {"ready": False}
+    state: dict[str, Any] = {"ready": False}
     metrics: ServerMetrics
     batcher = DynamicBatcher(workers, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
                              on_batch=lambda size, wait: metrics.on_batch(size, wait))
@@ -185,10 +185,15 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
 
     async def warm_up_all() -> None:
         loop = asyncio.get_running_loop()
-        for worker in workers:
-            await loop.run_in_executor(None, warm_up, model, worker)
-            if qa is not None:  # retrieval's lazy parts too (jieba's dictionary, the first faiss search)
-                await loop.run_in_executor(None, worker, "qa", ["warm up"])
+        try:
+            for worker in workers:
+                await loop.run_in_executor(None, warm_up, model, worker)
+                if qa is not None:  # retrieval's lazy parts too (jieba's dictionary, the first faiss search)
+                    await loop.run_in_executor(None, worker, "qa", ["warm up"])
+        except Exception as error:  # the model cannot answer: say so on /ready instead of warming forever
+            logger.exception("warm-up failed; the server stays unready")
+            state["error"] = f"warm-up failed ({type(error).__name__}: {error}); see the server log"
+            return
         state["ready"] = True
         metrics.ready.set(1)
 
@@ -232,6 +237,8 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
                               "Authorization", {"WWW-Authenticate": "Bearer"})
 
     async def run(kind: str, inputs: list[Any]) -> list[Any]:
+        if "error" in state:
+            raise ClientError(503, f"the model cannot serve: {state['error']}")
         if not state["ready"]:
             raise ClientError(503, "the model is still warming up; retry shortly", None,
                               {"Retry-After": str(settings.retry_after_s)})
@@ -398,7 +405,8 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
         body = {"ready": state["ready"], "task": model.task, "labels": model.labels,
                 "input_schema": task.input_schema if task else {"type": "string"},
                 "generate": pool is not None, "auth": settings.api_key is not None,
-                "queue_depth": batcher.queue_depth + (pool.waiting if pool else 0)}
+                "queue_depth": batcher.queue_depth + (pool.waiting if pool else 0),
+                **({"error": state["error"]} if "error" in state else {})}
         return _json(body, 200 if state["ready"] else 503)
 
     @app.get("/metrics", dependencies=[Depends(authorized)], summary="Prometheus metrics")
