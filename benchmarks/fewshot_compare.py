@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--max-eval", type=int, default=0, help="evaluate on the first N report examples (0: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--self-train", type=int, default=0,
+                        help="nlpforge's methods self-train on N unlabelled rows of the train split (0: off)")
     parser.add_argument("--cloze-model", type=Path, default=CLOZE_MODEL, help="masked-LM backbone of --method cloze")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -101,7 +103,8 @@ def main() -> None:
     report: dict[str, Any] = {"benchmark": "fewshot_compare", "dataset": args.dataset, "backbone": backbone,
                               "cloze": {**CLOZE.get(args.dataset, {}), "model": str(args.cloze_model)},
                               "train": train_file, "report_split": eval_file, "eval_examples": len(evaluation),
-                              "seeds": args.seeds, "command": "python " + " ".join(sys.argv), "settings": []}
+                              "seeds": args.seeds, "self_train": args.self_train,
+                              "command": "python " + " ".join(sys.argv), "settings": []}
     for kind, value in settings:
         entry: dict[str, Any] = {kind: value, "methods": {}}
         report["settings"].append(entry)
@@ -119,11 +122,12 @@ def main() -> None:
                     fewshot_args = FewshotArgs(method=method, model=str(args.cloze_model) if cloze else backbone,
                                                train=str(SHARED / "data" / train_file),
                                                eval=str(SHARED / "data" / eval_file), out=tmp, seeds=args.seeds,
-                                               progress=False, data=data, **cloze, **{kind: value})
+                                               progress=False, data=data, self_train=args.self_train, **cloze,
+                                               **{kind: value})
                     result = run_setting(fewshot_args, train, evaluation, labels, Path(tmp),
                                          value if kind == "k" else None)
                 result = {key: result[key] for key in ("runs", "mean_accuracy", "std_accuracy", "mean_macro_f1",
-                                                       "mean_seconds")}
+                                                       "mean_seconds", "before_self_training") if key in result}
             entry["methods"][method] = result
             print(json.dumps({kind: value, "method": method, "mean_accuracy": result["mean_accuracy"],
                               "std_accuracy": result["std_accuracy"]}), flush=True)

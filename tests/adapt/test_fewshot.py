@@ -240,3 +240,45 @@ def test_fewshot_cloze_trains_and_the_model_serves(tiny_mlm_dir: Path, tiny_bert
     code, _, stderr = run_cli(monkeypatch, capsys, "train", "--task", "cloze", "--model", tiny_mlm_dir, "--train",
                               tmp_path / "train.tsv", "--out", tmp_path / "y")
     assert code == 2 and "nlpforge fewshot --method cloze" in stderr
+
+
+def test_self_training_pool_drops_labels_and_pseudo_labels_are_confident_and_balanced() -> None:
+    from nlpforge.adapt.self_training import confident_balanced, unlabelled_pool
+
+    train = examples({"a": 10, "b": 10})
+    sample = train[:2]
+    pool = unlabelled_pool(train, sample, 12, seed=0)
+    assert len(pool) == 12 and all(e.label is None for e in pool)
+    assert not {(e.text, e.line) for e in pool} & {(e.text, e.line) for e in sample}
+    assert unlabelled_pool(train, sample, 12, seed=0) == pool  # seeded
+    # P(a) falls with the index: the 3 surest of "a" are the first, of "b" the last (6 = 12 // (2 x 2) each)
+    predictions = [{"label": "a" if i < 9 else "b", "scores": {"a": 1 - i / 12, "b": i / 12}} for i in range(12)]
+    kept = confident_balanced(pool, predictions, ["a", "b"])
+    assert Counter(e.label for e in kept) == {"a": 3, "b": 3}
+    assert [e.text for e in kept] == [pool[i].text for i in (0, 1, 2, 11, 10, 9)]
+    # a teacher that predicts only "a" still gives "b" its most likely texts, each text once
+    one_sided = [{"label": "a", "scores": {"a": 0.9 - i / 100, "b": 0.1 + i / 100}} for i in range(12)]
+    kept = confident_balanced(pool, one_sided, ["a", "b"])
+    assert [e.text for e in kept] == [pool[i].text for i in (0, 1, 2, 11, 10, 9)]
+    assert len({e.text for e in kept}) == 6
+
+
+def test_fewshot_self_training_reports_the_teacher_and_serves_the_student(
+        tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    write_classification(tmp_path / "train.tsv", 60, seed=0)
+    write_classification(tmp_path / "dev.tsv", 30, seed=1)
+    out = tmp_path / "fs"
+    code, _, stderr = run_cli(
+        monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
+        tmp_path / "train.tsv", "--eval", tmp_path / "dev.tsv", "--k", "4", "--seeds", "1", "--epochs", "2",
+        "--self-train", "40", "--self-train-epochs", "1", "--out", out, "--no-progress")
+    assert code == 0, stderr
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    assert 0 <= run["before_self_training"]["accuracy"] <= 100 and 0 <= run["accuracy"] <= 100
+    assert run["pseudo_labelled"] == 20  # half the pool of 40, 10 per class
+    assert load_checkpoint(out / "model").meta["labels"] == ["0", "1"]
+    code, _, stderr = run_cli(
+        monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
+        tmp_path / "dev.tsv", "--eval", tmp_path / "dev.tsv", "--examples", "29", "--seeds", "1",
+        "--self-train", "10", "--out", tmp_path / "o2", "--no-progress")
+    assert code == 2 and "--self-train needs unlabelled rows beyond the sample, but only 1 are left" in stderr

@@ -165,3 +165,20 @@ def test_the_server_answers_on_v1_qa(tiny_vocab: Path, tmp_path: Path) -> None:
         assert response.status_code == 400 and "--qa INDEX" in response.json()["error"]
     finally:
         plain.__exit__(None, None, None)
+
+
+def test_rank_answers_pools_spans_and_charges_retrieval_rank():
+    from nlpforge.qa.answer import Candidate, rank_answers
+
+    def candidate(answer: str, score: float, rank: int) -> Candidate:
+        return Candidate(answer, answer.lower(), score, rank, {"passage": rank})
+
+    candidates = [candidate("Paris", 5.0, 0), candidate("London", 6.0, 3), candidate("paris", 5.5, 1)]
+    # without a rank cost the reader's best span wins; "Paris" and "paris" pool, keeping the better
+    unweighted = rank_answers(candidates, 0.0)
+    assert unweighted["answer"] == "London"
+    assert [a["answer"] for a in unweighted["alternatives"]] == ["paris"]
+    # one point per rank: London 6 - 3 = 3 loses to paris 5.5 - 1 = 4.5 and Paris 5 - 0 = 5
+    weighted = rank_answers(candidates, 1.0)
+    assert (weighted["answer"], weighted["score"], weighted["evidence"]) == ("Paris", 5.0, {"passage": 0})
+    assert rank_answers([], 1.0) == {"answer": "", "score": None, "evidence": None, "alternatives": []}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -26,6 +27,7 @@ from nlpforge.qa.index import QAIndex
 from nlpforge.tasks.span_qa import cmrc_em_f1, cmrc_normalize, is_chinese, normalize_answer, squad_em_f1
 
 RECALL_AT = (1, 5, 20)
+RANK_WEIGHT = 0.0  # reader-score points a candidate loses per retrieval rank (see rank_answers)
 
 
 def evidence(passage: Passage, start: int, end: int, retrieval_score: float) -> dict[str, Any]:
@@ -38,7 +40,8 @@ def evidence(passage: Passage, start: int, end: int, retrieval_score: float) -> 
 class DocumentQA:
     """An index and a reader: ``ask(question)`` -> answer, score, evidence."""
 
-    def __init__(self, index: QAIndex, reader: Predictor, top_k: int = 5, retriever: str | None = None) -> None:
+    def __init__(self, index: QAIndex, reader: Predictor, top_k: int = 5, retriever: str | None = None,
+                 rank_weight: float = RANK_WEIGHT) -> None:
         if reader.task != "span_qa":
             raise ConfigError(f"{reader.path}: is a {reader.task or 'bare encoder'} model; the reader must be a "
                               "span_qa model (`nlpforge train --task span_qa`)")
@@ -47,6 +50,7 @@ class DocumentQA:
         if index.kind != "documents":
             raise ConfigError(f"{index.directory}: is an FAQ index; ask it with `nlpforge cqa ask`")
         self.index, self.reader, self.top_k, self.retriever = index, reader, top_k, retriever
+        self.rank_weight = rank_weight
 
     def ask(self, question: str) -> dict[str, Any]:
         return self.ask_many([question])[0]
@@ -65,6 +69,10 @@ class DocumentQA:
 
     def ask_many(self, questions: Sequence[str]) -> list[dict[str, Any]]:
         """One answer per question (reading every question's passages in shared batches)."""
+        return [rank_answers(candidates, self.rank_weight) for candidates in self.read_candidates(questions)]
+
+    def read_candidates(self, questions: Sequence[str]) -> list[list[Candidate]]:
+        """Per question, the reader's best span in each of its ``top_k`` passages (empty spans dropped)."""
         retrieved = [self.index.search(question, self.top_k, self.retriever) for question in questions]
         inputs, owners = [], []
         for q, (question, hits) in enumerate(zip(questions, retrieved, strict=True)):
@@ -74,25 +82,46 @@ class DocumentQA:
         read = self.reader.predict_parsed(inputs) if inputs else []
         normalize = cmrc_normalize if is_chinese([p.text for hits in retrieved for p, _ in hits] or ["x"]) \
             else normalize_answer
-        best: list[dict[str, dict[str, Any]]] = [{} for _ in questions]
+        candidates: list[list[Candidate]] = [[] for _ in questions]
         for (q, h), span in zip(owners, read, strict=True):
-            if not span["answer"]:
-                continue
-            passage, retrieval_score = retrieved[q][h]
-            key = normalize(span["answer"]) or span["answer"]
-            if key not in best[q] or span["score"] > best[q][key]["score"]:
-                best[q][key] = {"answer": span["answer"], "score": span["score"],
-                                "evidence": evidence(passage, span["start"], span["end"], retrieval_score)}
-        answers = []
-        for candidates in best:
-            ranked = sorted(candidates.values(), key=lambda c: c["score"], reverse=True)
-            if not ranked:
-                answers.append({"answer": "", "score": None, "evidence": None, "alternatives": []})
-                continue
-            answers.append({**ranked[0], "score": round(ranked[0]["score"], 4),
-                            "alternatives": [{"answer": c["answer"], "score": round(c["score"], 4)}
-                                             for c in ranked[1:4]]})
-        return answers
+            if span["answer"]:
+                passage, retrieval_score = retrieved[q][h]
+                candidates[q].append(Candidate(span["answer"], normalize(span["answer"]) or span["answer"],
+                                               span["score"], h, evidence(passage, span["start"], span["end"],
+                                                                          retrieval_score)))
+        return candidates
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One passage's best span: its text, the text as the metric compares it, the reader's score
+    (start + end logit) and the passage's 0-based retrieval rank."""
+
+    answer: str
+    key: str
+    reader_score: float
+    rank: int
+    evidence: dict[str, Any]
+
+    def score(self, rank_weight: float) -> float:
+        return self.reader_score - rank_weight * self.rank
+
+
+def rank_answers(candidates: Sequence[Candidate], rank_weight: float = RANK_WEIGHT) -> dict[str, Any]:
+    """The answer among one question's candidates: spans of the same ``key`` pool, keeping their best
+    score (reader score - ``rank_weight`` x retrieval rank) and its evidence; the best pool answers,
+    the next three are alternatives."""
+    best: dict[str, tuple[float, Candidate]] = {}
+    for candidate in candidates:
+        score = candidate.score(rank_weight)
+        if candidate.key not in best or score > best[candidate.key][0]:
+            best[candidate.key] = (score, candidate)
+    ranked = sorted(best.values(), key=lambda pair: pair[0], reverse=True)
+    if not ranked:
+        return {"answer": "", "score": None, "evidence": None, "alternatives": []}
+    (score, top), rest = ranked[0], ranked[1:4]
+    return {"answer": top.answer, "score": round(score, 4), "evidence": top.evidence,
+            "alternatives": [{"answer": c.answer, "score": round(s, 4)} for s, c in rest]}
 
 
 def retrieval_recall(index: QAIndex, examples: Sequence[QAExample], retriever: str,

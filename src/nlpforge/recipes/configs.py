@@ -278,6 +278,10 @@ class FewshotArgs:
     pair_iterations: int = setting(20, "contrastive: positive and negative pairs drawn per example.")
     head_steps: int = setting(50, "contrastive: full-batch steps refining the classification head (it starts as "
                                   "the nearest-class-centroid classifier).")
+    self_train: int = setting(0, "Self-training: the method's model labels up to N rows of --train outside the "
+                                 "sample (their labels are never read) and a fine-tuned student learns from the "
+                                 "sample plus the confident half, balanced by class; 0: off.")
+    self_train_epochs: float = setting(2.0, "Self-training: the student's epochs.")
     eval_batch_size: int = setting(64, "Examples per evaluation batch.")
     threads: int = setting(0, "Torch CPU threads (0: torch's default).")
     progress: bool = setting(True, "Show progress bars.")
@@ -286,6 +290,8 @@ class FewshotArgs:
     def __post_init__(self) -> None:
         self.data = _data_options(self.data)
         self.k = ",".join(map(str, k_values(self.k)))  # validated; an int or a list (YAML) too
+        if self.self_train < 0 or self.self_train_epochs <= 0:
+            raise ConfigError("--self-train must be >= 0 and --self-train-epochs > 0")
         if self.method not in FEWSHOT_METHODS:
             raise ConfigError(f"--method {self.method!r}: choose one of {', '.join(FEWSHOT_METHODS)}")
         if self.method == "cloze" and not (self.template and self.verbalizer):

@@ -20,6 +20,8 @@ Methods (the loops are here, the pieces in nlpforge.adapt):
                  trained on the cloze objective, whole model or LoRA (adapt/cloze.py, tasks/cloze.py)
     generator    a meta-trained prompt generator (adapt/generator.py) writes a soft prompt from the
                  K examples for the frozen encoder; class prototypes classify (``meta_train`` below)
+With --self-train N, any method's model is a teacher: it labels N unlabelled texts of the training
+file and a fine-tuned student learns from the sample and its confident labels (``train_student``).
 Every method's model is evaluated through ``load_checkpoint`` of what it wrote, so the reported
 figure is that of the artifact that serves.
 """
@@ -59,10 +61,12 @@ from nlpforge.adapt.generator import (
 from nlpforge.adapt.lora import LoraSettings, add_lora
 from nlpforge.adapt.prompt import PROMPT_KINDS, attach_prompt, save_prompt
 from nlpforge.adapt.sampling import by_label, sample_per_class, sample_stratified
+from nlpforge.adapt.self_training import confident_balanced, unlabelled_pool
 from nlpforge.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.data.collate import collate_inputs
 from nlpforge.embed import pool
 from nlpforge.errors import CheckpointError, ConfigError, InputDataError
+from nlpforge.predictor import Predictor
 from nlpforge.recipes.configs import FewshotArgs, FinetuneArgs, MetaTrainArgs
 from nlpforge.recipes.finetune import (
     adamw,
@@ -87,6 +91,7 @@ LORA_CLOZE_LEARNING_RATE = 5e-4
 DEFAULT_BATCH_SIZE = {"finetune": 8, "lora": 8, "prompt": 8, "deep-prompt": 8, "contrastive": 16, "cloze": 8}
 GENERATOR_STEP_LEARNING_RATE = 1e-3  # --generator-steps on the generated prompt
 HEAD_LEARNING_RATE = 1e-3  # contrastive: the head is fitted on fixed embeddings, full batch
+SELF_TRAIN_BATCH_SIZE = 16  # --self-train: the student sees hundreds to thousands of examples
 
 
 def write_sample(path: Path, sample: list[Any]) -> None:
@@ -304,18 +309,47 @@ METHODS = {"finetune": train_by_finetuning, "lora": train_by_finetuning, "prompt
            "generator": train_with_generator}
 
 
-def summary_of(runs: list[dict[str, Any]]) -> dict[str, float]:
+def summary_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     accuracies = [run["accuracy"] for run in runs]
-    return {"mean_accuracy": round(statistics.fmean(accuracies), 2),
-            "std_accuracy": round(statistics.stdev(accuracies), 2) if len(accuracies) > 1 else 0.0,
-            "mean_macro_f1": round(statistics.fmean(run["macro_f1"] for run in runs), 2),
-            "mean_seconds": round(statistics.fmean(run["seconds"] for run in runs), 2)}
+    summary: dict[str, Any] = {
+        "mean_accuracy": round(statistics.fmean(accuracies), 2),
+        "std_accuracy": round(statistics.stdev(accuracies), 2) if len(accuracies) > 1 else 0.0,
+        "mean_macro_f1": round(statistics.fmean(run["macro_f1"] for run in runs), 2),
+        "mean_seconds": round(statistics.fmean(run["seconds"] for run in runs), 2)}
+    if all("before_self_training" in run for run in runs):
+        summary["before_self_training"] = summary_of([run["before_self_training"] for run in runs])
+    return summary
+
+
+def evaluate_model(model_dir: Path, evaluation: list[Any], labels: list[str], args: FewshotArgs) -> dict[str, float]:
+    """Accuracy and macro-F1 (percent, 2 decimals) of what ``model_dir`` serves: adapters merged, the
+    head as saved."""
+    trained = load_checkpoint(model_dir)
+    metrics = (trained.task or get_task(TASK)).evaluate(trained.model, trained.tokenizer, evaluation, labels,
+                                                        args.max_length, args.eval_batch_size, args.data)
+    return {"accuracy": round(metrics["accuracy"], 2), "macro_f1": round(metrics["macro_f1"], 2)}
+
+
+def train_student(args: FewshotArgs, train: list[Any], sample: list[Any], labels: list[str], seed: int,
+                  teacher_dir: Path, out: Path) -> tuple[Path, int]:
+    """--self-train: the teacher labels up to N texts of the training file outside the sample (their
+    labels are never read); ``args.model`` is fine-tuned on the sample and the confident, balanced part
+    of them (adapt/self_training.py). Returns the student's directory and how many pseudo-labels it saw."""
+    pool = unlabelled_pool(train, sample, args.self_train, seed)
+    if len(pool) < 2 * len(labels):
+        raise InputDataError(f"{args.train}: --self-train needs unlabelled rows beyond the sample, but only "
+                             f"{len(pool)} are left; use a larger training file or --self-train 0")
+    teacher = Predictor.load(teacher_dir, batch_size=args.eval_batch_size)
+    pseudo = confident_balanced(pool, teacher.predict_parsed(pool), labels)
+    shutil.rmtree(teacher_dir, ignore_errors=True)
+    student = dataclasses.replace(args, method="finetune", epochs=args.self_train_epochs,
+                                  batch_size=SELF_TRAIN_BATCH_SIZE, learning_rate=DEFAULT_LEARNING_RATE["finetune"])
+    return train_by_finetuning(student, sample + pseudo, labels, seed, out), len(pseudo)
 
 
 def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labels: list[str], out: Path,
                 k: int | None) -> dict[str, Any]:
     """Every seed of one K (or of --examples): runs, summary, and the best run's model in OUT/model."""
-    task = get_task(TASK)
     runs, best = [], None
     work = out / ".runs"
     for seed in range(args.seed, args.seed + args.seeds):
@@ -323,12 +357,19 @@ def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labe
                   else sample_stratified(train, args.examples, seed, args.train))
         start = time.perf_counter()
         model_dir = METHODS[args.method](args, sample, labels, seed, work / f"seed{seed}")
+        run: dict[str, Any] = {"seed": seed}
+        if args.self_train:
+            seconds = time.perf_counter() - start
+            teacher = evaluate_model(model_dir, evaluation, labels, args)
+            run["before_self_training"] = {"accuracy": teacher["accuracy"], "macro_f1": teacher["macro_f1"],
+                                           "seconds": round(seconds, 2)}
+            start = time.perf_counter() - seconds  # the evaluation of the teacher is not training time
+            model_dir, run["pseudo_labelled"] = train_student(args, train, sample, labels, seed, model_dir,
+                                                              work / f"seed{seed}-student")
         seconds = time.perf_counter() - start
-        trained = load_checkpoint(model_dir)  # what serves: adapters merged, the head as saved
-        metrics = (trained.task or task).evaluate(trained.model, trained.tokenizer, evaluation, labels, args.max_length,
-                                args.eval_batch_size, args.data)
-        run = {"seed": seed, "accuracy": round(metrics["accuracy"], 2), "macro_f1": round(metrics["macro_f1"], 2),
-               "seconds": round(seconds, 2), "train_examples": len(sample)}
+        metrics = evaluate_model(model_dir, evaluation, labels, args)
+        run.update({"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "seconds": round(seconds, 2),
+                    "train_examples": len(sample)})
         runs.append(run)
         if best is None or run["accuracy"] > best[0]["accuracy"]:
             if best is not None:
@@ -394,6 +435,10 @@ def table(record: dict[str, Any]) -> str:
                   for r in result["runs"]]
         lines.append(f"{'mean':>6} {result['mean_accuracy']:>9.2f} {result['mean_macro_f1']:>9.2f} "
                      f"{result['mean_seconds']:>8.1f}   (accuracy std {result['std_accuracy']:.2f})")
+        if "before_self_training" in result:
+            teacher = result["before_self_training"]
+            lines.append(f"before self-training: accuracy {teacher['mean_accuracy']:.2f} (std "
+                         f"{teacher['std_accuracy']:.2f}), macro_f1 {teacher['mean_macro_f1']:.2f}")
     return "\n".join(lines)
 
 
