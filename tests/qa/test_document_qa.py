@@ -182,3 +182,13 @@ def test_rank_answers_pools_spans_and_charges_retrieval_rank():
     weighted = rank_answers(candidates, 1.0)
     assert (weighted["answer"], weighted["score"], weighted["evidence"]) == ("Paris", 5.0, {"passage": 0})
     assert rank_answers([], 1.0) == {"answer": "", "score": None, "evidence": None, "alternatives": []}
+
+
+def test_the_qa_commands_default_to_the_tuned_rank_weight() -> None:
+    import inspect
+
+    from nlpforge.cli_qa import ask, evaluate
+    from nlpforge.qa.answer import RANK_WEIGHT
+
+    for command in (ask, evaluate):
+        assert inspect.signature(command).parameters["rank_weight"].default == RANK_WEIGHT

@@ -157,6 +157,7 @@ def evaluate_open(qa: DocumentQA, examples: Sequence[QAExample], batch_questions
                                 else (qa.index.retriever,))
     return {"exact_match": round(scores["exact_match"], 2), "f1": round(scores["f1"], 2),
             "questions": len(examples), "top_k": qa.top_k, "retriever": qa.retriever or qa.index.retriever,
+            "rank_weight": qa.rank_weight,
             "convention": "cmrc2018 (characters)" if chinese else "squad v1.1 (words)",
             "questions_per_s": round(len(examples) / seconds, 2),
             "retrieval": {name: retrieval_recall(qa.index, examples, name) for name in retrievers}}
