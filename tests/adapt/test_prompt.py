@@ -100,3 +100,22 @@ def test_finetune_with_a_prompt_writes_a_prompt_directory(kind: str, tiny_bert_d
 
     metrics = evaluate(out, tmp_path / "dev.tsv")
     assert metrics["accuracy"] == pytest.approx(summary["best"])
+
+
+@pytest.mark.parametrize("kind", ["prompt", "deep-prompt"])
+def test_a_prompt_model_exports_to_onnx_with_the_same_logits(kind: str, tmp_path: Path) -> None:
+    from nlpforge.artifacts.onnx import OnnxModel
+    from nlpforge.compress.export import export_onnx
+
+    torch.manual_seed(0)
+    model = attach_prompt(SequenceClassifier(dataclasses.replace(CONFIG, num_labels=3)), kind, 4).eval()
+    with torch.no_grad():
+        for parameter in model.encoder.prompt.parameters():
+            parameter.normal_(0.0, 0.5)  # away from the near-zero start, so a dropped prompt would show
+        expected = model(IDS, MASK).logits  # (B, 3)
+        model.encoder.prompt, prompt = None, model.encoder.prompt
+        plain = model(IDS, MASK).logits
+        model.encoder.prompt = prompt
+    assert not torch.allclose(plain, expected, atol=1e-3)
+    onnx = OnnxModel.load(export_onnx(model, tmp_path / "onnx", meta={"task": "classify"}), threads=1)
+    assert_close(torch.as_tensor(onnx(IDS, MASK).logits), expected, atol=1e-4, rtol=1e-4)
