@@ -46,7 +46,7 @@ TASKS = {
 
 
 def run_task(name: str, train_limit: int, out_dir: Path, model: str | None = None,
-             epochs: float | None = None) -> dict:
+             epochs: float | None = None, learning_rate: float | None = None) -> dict:
     """Fine-tune task ``name`` (from ``model``, default its TASKS model) and evaluate on its report split."""
     from nlpforge.checkpoint import load_checkpoint
     from nlpforge.recipes.finetune import FinetuneArgs, finetune
@@ -55,6 +55,8 @@ def run_task(name: str, train_limit: int, out_dir: Path, model: str | None = Non
     spec = {**TASKS[name], **({"model": model} if model else {})}
     if epochs:
         spec["args"] = {**spec["args"], "epochs": epochs}
+    if learning_rate:
+        spec["args"] = {**spec["args"], "learning_rate": learning_rate}
     data = {**spec.get("data", {}), **spec.get("train_data", {})}
     train_limit = train_limit or spec["limit"]
     args = FinetuneArgs(task=spec["task"], model=spec["model"], train=str(DATA / spec["train"]), out=str(out_dir),
@@ -84,6 +86,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "finetune_tasks.json")
     parser.add_argument("--keep", type=Path, help="keep each trained model in KEEP/<task> (default: discarded)")
     parser.add_argument("--epochs", type=float, help="override every task's epochs")
+    parser.add_argument("--learning-rate", type=float, help="override every task's peak learning rate")
+    parser.add_argument("--model", help="start from this checkpoint instead of each task's model "
+                        "(e.g. a reader trained before, for more epochs under a fresh schedule)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from machine import machine_record
@@ -94,7 +99,8 @@ def main() -> None:
         if name not in TASKS:
             sys.exit(f"error: unknown task {name!r}; choose from {', '.join(TASKS)}")
         with tempfile.TemporaryDirectory() as tmp:
-            result = run_task(name, args.train_limit, (args.keep or Path(tmp)) / name, epochs=args.epochs)
+            result = run_task(name, args.train_limit, (args.keep or Path(tmp)) / name, model=args.model,
+                              epochs=args.epochs, learning_rate=args.learning_rate)
         report["tasks"][name] = result
         print(json.dumps({name: result}), file=sys.stderr)
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -218,7 +218,7 @@ def predict(
     """
     resolve_directory(checkpoint)
     require_file(input, "--input")
-    from nlpforge.data.text import read_lines
+    from nlpforge.data.text import input_records, read_lines
     from nlpforge.predictor import Predictor
 
     predictor = Predictor.load(checkpoint, batch_size=batch_size)
@@ -232,16 +232,7 @@ def predict(
             raise InputDataError("<stdin>: no input lines")
     else:
         lines, source = read_lines(input, encoding), input
-    inputs = []
-    for number, line in enumerate(lines, start=1):
-        where = f"{source}:{number}"
-        record: object = line
-        if line.lstrip().startswith("{"):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputDataError(f"{where}: not valid JSON ({error.msg})") from None
-        inputs.append(predictor.parse(record, where))
+    inputs = [predictor.parse(record, where) for record, where in input_records(lines, source)]
     predictions = predictor.predict_parsed(inputs)
     text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
     if output is None:
@@ -623,7 +614,7 @@ def bench_serve(
     import asyncio
     from urllib.parse import urlparse
 
-    from nlpforge.data.text import read_lines
+    from nlpforge.data.text import input_records, read_lines
     from nlpforge.serve.loadgen import run_load
 
     parsed = urlparse(url)
@@ -631,15 +622,7 @@ def bench_serve(
         raise ConfigError(f"URL {url!r}: expected http://host:port[/v1/predict]")
     if parsed.path in ("", "/"):
         url = url.rstrip("/") + "/v1/predict"
-    inputs: list[object] = []
-    for number, line in enumerate(read_lines(input, encoding), start=1):
-        if line.lstrip().startswith("{"):
-            try:
-                inputs.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise InputDataError(f"{input}:{number}: not valid JSON ({error.msg})") from None
-        else:
-            inputs.append(line)
+    inputs = [record for record, _ in input_records(read_lines(input, encoding), input)]
     load = run_load(url, inputs, concurrency, duration, rate, max_in_flight, inputs_per_request, api_key)
     try:  # uvloop (installed with uvicorn[standard]) roughly halves the generator's CPU per request
         import uvloop

@@ -281,4 +281,26 @@ def test_fewshot_self_training_reports_the_teacher_and_serves_the_student(
         monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
         tmp_path / "dev.tsv", "--eval", tmp_path / "dev.tsv", "--examples", "29", "--seeds", "1",
         "--self-train", "10", "--out", tmp_path / "o2", "--no-progress")
-    assert code == 2 and "--self-train needs unlabelled rows beyond the sample, but only 1 are left" in stderr
+    assert code == 2 and "--self-train needs unlabelled texts beyond the sample, but only 1 are there" in stderr
+
+
+def test_fewshot_self_training_labels_the_unlabelled_file(
+        tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    write_classification(tmp_path / "train.tsv", 20, seed=0)
+    write_classification(tmp_path / "more.tsv", 30, seed=2)
+    texts = [line.split("\t")[0] for line in (tmp_path / "more.tsv").read_text().splitlines()[1:]]
+    unlabelled = tmp_path / "unlabelled.txt"
+    unlabelled.write_text("\n".join(texts[:-1]) + "\n" + json.dumps({"text": texts[-1]}) + "\n")
+    out = tmp_path / "fs"
+    code, _, stderr = run_cli(
+        monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
+        tmp_path / "train.tsv", "--eval", tmp_path / "train.tsv", "--k", "4", "--seeds", "1", "--epochs", "1",
+        "--self-train", "100", "--self-train-epochs", "1", "--unlabelled", unlabelled, "--out", out, "--no-progress")
+    assert code == 0, stderr
+    # all 30 texts of the file (not the 12 training rows left outside the sample): half kept, balanced
+    assert json.loads((out / "results.json").read_text())["runs"][0]["pseudo_labelled"] == 14
+    code, _, stderr = run_cli(
+        monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
+        tmp_path / "train.tsv", "--eval", tmp_path / "train.tsv", "--k", "4", "--unlabelled", unlabelled,
+        "--out", tmp_path / "o2", "--no-progress")
+    assert code == 2 and "--unlabelled is read by self-training only" in stderr

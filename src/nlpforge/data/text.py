@@ -44,6 +44,22 @@ def read_lines(path: str | Path, encoding: str = "utf-8") -> list[str]:
     return lines
 
 
+def input_records(lines: list[str], source: str) -> list[tuple[Any, str]]:
+    """(record, where) of each input line: a line starting with '{' is a JSON object (``{"text", ...}``),
+    any other line the text itself; ``where`` is ``source:line`` for error messages."""
+    records: list[tuple[Any, str]] = []
+    for number, line in enumerate(lines, start=1):
+        where = f"{source}:{number}"
+        if not line.lstrip().startswith("{"):
+            records.append((line, where))
+            continue
+        try:
+            records.append((json.loads(line), where))
+        except json.JSONDecodeError as error:
+            raise InputDataError(f"{where}: not valid JSON ({error.msg})") from None
+    return records
+
+
 def json_objects(path: str | Path, text: str, expected: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) of each non-empty line of a JSON-lines ``text``; a line that is not a JSON
     object raises InputDataError naming ``path``, the line and the ``expected`` shape."""

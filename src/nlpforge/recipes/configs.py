@@ -282,6 +282,8 @@ class FewshotArgs:
                                  "sample (their labels are never read) and a fine-tuned student learns from the "
                                  "sample plus the confident half, balanced by class; 0: off.")
     self_train_epochs: float = setting(2.0, "Self-training: the student's epochs.")
+    unlabelled: str | None = setting(None, "Self-training: take the unlabelled texts from this file instead of "
+                                           "--train (one text per line, or JSON lines {\"text\", \"text_pair\"}).")
     eval_batch_size: int = setting(64, "Examples per evaluation batch.")
     threads: int = setting(0, "Torch CPU threads (0: torch's default).")
     progress: bool = setting(True, "Show progress bars.")
@@ -292,6 +294,8 @@ class FewshotArgs:
         self.k = ",".join(map(str, k_values(self.k)))  # validated; an int or a list (YAML) too
         if self.self_train < 0 or self.self_train_epochs <= 0:
             raise ConfigError("--self-train must be >= 0 and --self-train-epochs > 0")
+        if self.unlabelled and not self.self_train:
+            raise ConfigError("--unlabelled is read by self-training only; add --self-train N (texts to label)")
         if self.method not in FEWSHOT_METHODS:
             raise ConfigError(f"--method {self.method!r}: choose one of {', '.join(FEWSHOT_METHODS)}")
         if self.method == "cloze" and not (self.template and self.verbalizer):

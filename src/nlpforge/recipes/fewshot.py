@@ -20,8 +20,9 @@ Methods (the loops are here, the pieces in nlpforge.adapt):
                  trained on the cloze objective, whole model or LoRA (adapt/cloze.py, tasks/cloze.py)
     generator    a meta-trained prompt generator (adapt/generator.py) writes a soft prompt from the
                  K examples for the frozen encoder; class prototypes classify (``meta_train`` below)
-With --self-train N, any method's model is a teacher: it labels N unlabelled texts of the training
-file and a fine-tuned student learns from the sample and its confident labels (``train_student``).
+With --self-train N, any method's model is a teacher: it labels N unlabelled texts (of the training
+file outside the sample, or of --unlabelled) and a fine-tuned student learns from the sample and its
+confident labels (``train_student``).
 Every method's model is evaluated through ``load_checkpoint`` of what it wrote, so the reported
 figure is that of the artifact that serves.
 """
@@ -64,6 +65,7 @@ from nlpforge.adapt.sampling import by_label, sample_per_class, sample_stratifie
 from nlpforge.adapt.self_training import confident_balanced, unlabelled_pool
 from nlpforge.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.data.collate import collate_inputs
+from nlpforge.data.text import input_records, read_lines
 from nlpforge.embed import pool
 from nlpforge.errors import CheckpointError, ConfigError, InputDataError
 from nlpforge.predictor import Predictor
@@ -330,15 +332,17 @@ def evaluate_model(model_dir: Path, evaluation: list[Any], labels: list[str], ar
     return {"accuracy": round(metrics["accuracy"], 2), "macro_f1": round(metrics["macro_f1"], 2)}
 
 
-def train_student(args: FewshotArgs, train: list[Any], sample: list[Any], labels: list[str], seed: int,
+def train_student(args: FewshotArgs, texts: list[Any], sample: list[Any], labels: list[str], seed: int,
                   teacher_dir: Path, out: Path) -> tuple[Path, int]:
-    """--self-train: the teacher labels up to N texts of the training file outside the sample (their
-    labels are never read); ``args.model`` is fine-tuned on the sample and the confident, balanced part
-    of them (adapt/self_training.py). Returns the student's directory and how many pseudo-labels it saw."""
-    pool = unlabelled_pool(train, sample, args.self_train, seed)
+    """--self-train: the teacher labels up to N of ``texts`` (the training file, or --unlabelled) outside
+    the sample (their labels are never read); ``args.model`` is fine-tuned on the sample and the
+    confident, balanced part of them (adapt/self_training.py). Returns the student's directory and how
+    many pseudo-labels it saw."""
+    pool = unlabelled_pool(texts, sample, args.self_train, seed)
     if len(pool) < 2 * len(labels):
-        raise InputDataError(f"{args.train}: --self-train needs unlabelled rows beyond the sample, but only "
-                             f"{len(pool)} are left; use a larger training file or --self-train 0")
+        raise InputDataError(f"{args.unlabelled or args.train}: --self-train needs unlabelled texts beyond the "
+                             f"sample, but only {len(pool)} are there; give more texts (--unlabelled FILE) or "
+                             "--self-train 0")
     teacher = Predictor.load(teacher_dir, batch_size=args.eval_batch_size)
     pseudo = confident_balanced(pool, teacher.predict_parsed(pool), labels)
     shutil.rmtree(teacher_dir, ignore_errors=True)
@@ -348,8 +352,9 @@ def train_student(args: FewshotArgs, train: list[Any], sample: list[Any], labels
 
 
 def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labels: list[str], out: Path,
-                k: int | None) -> dict[str, Any]:
-    """Every seed of one K (or of --examples): runs, summary, and the best run's model in OUT/model."""
+                k: int | None, unlabelled: list[Any] | None = None) -> dict[str, Any]:
+    """Every seed of one K (or of --examples): runs, summary, and the best run's model in OUT/model.
+    ``unlabelled``: the texts --self-train labels (default: ``train`` outside each sample)."""
     runs, best = [], None
     work = out / ".runs"
     for seed in range(args.seed, args.seed + args.seeds):
@@ -364,8 +369,8 @@ def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labe
             run["before_self_training"] = {"accuracy": teacher["accuracy"], "macro_f1": teacher["macro_f1"],
                                            "seconds": round(seconds, 2)}
             start = time.perf_counter() - seconds  # the evaluation of the teacher is not training time
-            model_dir, run["pseudo_labelled"] = train_student(args, train, sample, labels, seed, model_dir,
-                                                              work / f"seed{seed}-student")
+            model_dir, run["pseudo_labelled"] = train_student(args, unlabelled or train, sample, labels, seed,
+                                                              model_dir, work / f"seed{seed}-student")
         seconds = time.perf_counter() - start
         metrics = evaluate_model(model_dir, evaluation, labels, args)
         run.update({"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "seconds": round(seconds, 2),
@@ -393,6 +398,12 @@ def write_json(path: Path, record: dict[str, Any]) -> None:
     write_directory_atomically(path.parent, write, last=path.name)
 
 
+def read_unlabelled(path: str, encoding: str) -> list[Any]:
+    """--unlabelled: one text per line, or JSON lines ``{"text", "text_pair"}``; no labels."""
+    task = get_task(TASK)
+    return [task.parse_input(record, where) for record, where in input_records(read_lines(path, encoding), path)]
+
+
 def fewshot(args: FewshotArgs) -> dict[str, Any]:
     """Run the protocol; writes OUT/results.json (one K or --examples: the runs at the top level;
     several K: one such record per K under ``results``, each also in OUT/k<K>/results.json)."""
@@ -409,13 +420,14 @@ def fewshot(args: FewshotArgs) -> dict[str, Any]:
             raise InputDataError(f"{args.eval}:{example.line}: label {example.label!r} never occurs in the training "
                               f"file {args.train} (its labels: {', '.join(labels)}); few-shot methods can only "
                               "predict labels they were shown")
+    unlabelled = read_unlabelled(args.unlabelled, args.data.encoding) if args.unlabelled else None
     out = Path(args.out)
     settings: list[int | None] = list(args.shots) or [None]
     results = []
     for k in settings:
         target = out / f"k{k}" if len(settings) > 1 else out
         target.mkdir(parents=True, exist_ok=True)
-        record = run_setting(args, train, evaluation, labels, target, k)
+        record = run_setting(args, train, evaluation, labels, target, k, unlabelled)
         write_json(target / "results.json", record)
         results.append(record)
     if len(results) > 1:
