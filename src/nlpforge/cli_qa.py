@@ -28,6 +28,10 @@ class Retriever(str, Enum):
 TopK = Annotated[int, typer.Option(min=1, help="Passages retrieved and read per question.")]
 RetrieverOverride = Annotated[Retriever | None, typer.Option(
     help="Retrieve with this instead of the index's own (a hybrid index holds bm25 and dense).")]
+NullThreshold = Annotated[float | None, typer.Option(
+    help="Answer \"\" from a passage whose no-answer score beats its best span's by more than this (a reader "
+         "trained on unanswerable questions; default: the reader's own setting); no answer from every passage "
+         "-> answer \"\".")]
 RankWeight = Annotated[float, typer.Option(min=0.0, help="Reader-score points an answer loses per retrieval rank "
                                                          "of its passage (0: the reader's score alone).")]
 
@@ -63,9 +67,11 @@ def ask(
     top_k: TopK = 5,
     retriever: RetrieverOverride = None,
     rank_weight: RankWeight = 1.0,
+    null_threshold: NullThreshold = None,
 ) -> None:
     """Answer questions from the index: JSON lines of answer, score and evidence (document, offsets)."""
-    _print_answers(question, _document_qa(index_dir, reader, top_k, retriever, rank_weight).ask_many(question))
+    qa = _document_qa(index_dir, reader, top_k, retriever, rank_weight, null_threshold)
+    _print_answers(question, qa.ask_many(question))
 
 
 @qa_app.command("eval")
@@ -79,6 +85,7 @@ def evaluate(
     articles: Annotated[str | None, typer.Option(help="START:STOP: only these articles of --data.")] = None,
     limit: Annotated[int, typer.Option(min=0, help="Only the first N questions (0: all).")] = 0,
     rank_weight: RankWeight = 1.0,
+    null_threshold: NullThreshold = None,
 ) -> None:
     """EM / F1 of answers from the index, recall@1/5/20 of each retriever, questions per second (JSON)."""
     from nlpforge.data.options import article_range
@@ -87,7 +94,7 @@ def evaluate(
 
     examples = read_squad(data, article_range(articles))
     examples = [e for e in examples if e.answers][: limit or None]
-    qa = _document_qa(index_dir, reader, top_k, retriever, rank_weight)
+    qa = _document_qa(index_dir, reader, top_k, retriever, rank_weight, null_threshold)
     report = evaluate_open(qa, examples, progress=sys.stderr.isatty())
     typer.echo(json.dumps({"index": str(index_dir), "reader": reader, "data": str(data), **report}, indent=2,
                           ensure_ascii=False))
@@ -99,13 +106,16 @@ def _print_answers(questions: list[str], answers: list[dict]) -> None:
         typer.echo(json.dumps({"question": text, **answer}, ensure_ascii=False))
 
 
-def _document_qa(index_dir: Path, reader: str, top_k: int, retriever: Retriever | None, rank_weight: float):
+def _document_qa(index_dir: Path, reader: str, top_k: int, retriever: Retriever | None, rank_weight: float,
+                 null_threshold: float | None):
     from nlpforge.predictor import Predictor
     from nlpforge.qa.answer import DocumentQA
     from nlpforge.qa.index import QAIndex
 
-    return DocumentQA(QAIndex.load(index_dir), Predictor.load(reader), top_k, retriever.value if retriever else None,
-                      rank_weight)
+    predictor = Predictor.load(reader)
+    if null_threshold is not None:
+        predictor = predictor.with_data(null_threshold=null_threshold)
+    return DocumentQA(QAIndex.load(index_dir), predictor, top_k, retriever.value if retriever else None, rank_weight)
 
 
 kbqa_app = command_group(

@@ -25,6 +25,7 @@ options)`` returns whole completions (nlpforge.generation).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -179,6 +180,14 @@ class Predictor:
                 "embed": self.encoder is not None, "generate": self.generates,
                 **({"adapters": {name: meta.get("labels") for name, meta in self.adapters.items()}}
                    if self.adapters else {})}
+
+    def with_data(self, **overrides: Any) -> Predictor:
+        """The same model read with some data options replaced (e.g. ``null_threshold`` of a span_qa
+        reader): the model is shared, the artifact untouched."""
+        DataOptions(**overrides)  # an unknown option fails here, by name
+        return dataclasses.replace(self, meta={**self.meta, "data": {**(self.meta.get("data") or {}), **overrides}},
+                                   adapters={name: {**meta, "data": {**(meta.get("data") or {}), **overrides}}
+                                             for name, meta in self.adapters.items()})
 
     # ------------------------------------------------------------------ inference
 

@@ -112,6 +112,14 @@ def test_answers_come_with_evidence_in_the_source(tiny_vocab: Path, tmp_path: Pa
     assert code == 0, stderr
     lines = [json.loads(line) for line in stdout.splitlines()]
     assert [line["question"] for line in lines] == ["ca ce ci", "fa fe"] and lines[0]["answer"] == answer["answer"]
+    # a threshold every null score passes: no passage answers, so the question gets "" (and no evidence)
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "qa", "ask", tmp_path / "index", "ca ce ci",
+                                   "--reader", reader, "--top-k", "2", "--null-threshold", "-1e9")
+    assert code == 0, stderr
+    assert json.loads(stdout) | {"question": None} == {"question": None, "answer": "", "score": None,
+                                                       "evidence": None, "alternatives": []}
+    lenient = DocumentQA(QAIndex.load(tmp_path / "index"), Predictor.load(reader).with_data(null_threshold=1e9), 2)
+    assert lenient.ask("ca ce ci")["answer"] == answer["answer"]
 
     squad = {"data": [{"title": "t", "paragraphs": [{"context": "ca ce ci co.", "qas": [
         {"id": "1", "question": "ca ce", "answers": [{"text": "ci", "answer_start": 6}]}]}]}]}
