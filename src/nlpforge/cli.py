@@ -499,9 +499,10 @@ def _named_directories(values: list[str], option: str) -> dict[str, str]:
 
 @app.command()
 def serve(
-    artifact: Annotated[str, typer.Argument(help="Checkpoint directory (fine-tuned, a bare encoder for "
-                                                 "/v1/embed, or a language model for /v1/generate) or exported "
-                                                 "ONNX directory (fp32 or INT8).")],
+    artifact: Annotated[str | None, typer.Argument(help="Checkpoint directory (fine-tuned, a bare encoder for "
+                                                        "/v1/embed, or a language model for /v1/generate) or exported "
+                                                        "ONNX directory (fp32 or INT8); leave it out to serve only "
+                                                        "--qa (a knowledge base or an FAQ index).")] = None,
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server to the network.")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
@@ -539,7 +540,8 @@ def serve(
     # The address is taken first and handed to uvicorn: a busy port is a one-line error at once, not
     # after seconds of imports and loading, and no other process can take it while the model loads.
     with _listen_socket(host, port) as listener:
-        resolve_directory(artifact)
+        if artifact is not None:
+            resolve_directory(artifact)
         import contextlib
 
         import torch
@@ -554,9 +556,10 @@ def serve(
                                  max_new_tokens=max_new_tokens)
         app = build_app(artifact, settings, instances, backend.value if backend else None, threads, adapters,
                         str(resolve_directory(qa)) if qa else None)
-        typer.echo(f"serving {artifact} (task: {served_task(app.state.model)}, backend: "
-                   f"{app.state.model.backend}, {instances} instance(s) x {torch.get_num_threads()} thread(s)) on "
-                   f"http://{host}:{port}  playground: /  docs: /docs", err=True)
+        served = (f"{artifact} (task: {served_task(app.state.model)}, backend: {app.state.model.backend}, "
+                  f"{instances} instance(s) x {torch.get_num_threads()} thread(s))" if artifact is not None
+                  else f"{qa} (question answering only, POST /v1/qa)")
+        typer.echo(f"serving {served} on http://{host}:{port}  playground: /  docs: /docs", err=True)
         # SIGTERM/SIGINT: uvicorn stops accepting, lets in-flight requests finish (up to 30 s), then the
         # app's shutdown drains the batcher.
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from nlpforge.errors import InputDataError
+from nlpforge.errors import ConfigError, InputDataError
 from nlpforge.qa.kbqa import KBQA, hits_at_1, load_kb, pathquestion_answers, read_kb_questions
 
 TRIPLES = """alice_smith\tspouse\tbob_jones
@@ -90,21 +90,39 @@ def test_saved_directory_answers_the_same_and_the_cli(kb: Path, tmp_path: Path, 
     assert line["answer"] == "rome" and "SELECT DISTINCT" in line["sparql"]
 
 
-def test_served_on_v1_qa(kb: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
+def test_served_on_v1_qa_with_or_without_a_model(kb: Path, tmp_path: Path, tiny_bert_dir: Path) -> None:
     from conftest import ready_client
     from nlpforge.predictor import Predictor
     from nlpforge.qa import load_qa_system
-    from nlpforge.serve.app import create_app
+    from nlpforge.serve.app import build_app, create_app
 
     KBQA.train(load_kb(kb), read_kb_questions(write_questions(tmp_path / "t.txt", "alice_smith"))).save(
         tmp_path / "kbqa", {})
+    question = {"question": "which country is carol_white 's spouse from ?"}
     client = ready_client(create_app(Predictor.load(tiny_bert_dir), qa=load_qa_system(tmp_path / "kbqa")))
     try:
-        body = client.post("/v1/qa", json={"question": "which country is carol_white 's spouse from ?"}).json()
+        body = client.post("/v1/qa", json=question).json()
         assert body["answer"] == "spain" and body["path"] == ["spouse", "nationality"]
         assert client.get("/v1/model").json()["qa"]["triples"] == 10
     finally:
         client.__exit__(None, None, None)
+    # a knowledge base needs no model: `nlpforge serve --qa DIR` answers /v1/qa alone
+    alone = ready_client(build_app(None, qa=str(tmp_path / "kbqa")))
+    try:
+        assert alone.post("/v1/qa", json=question).json()["answer"] == "spain"
+        assert alone.get("/ready").json()["task"] is None and "path" not in alone.get("/v1/model").json()
+        for route in ("/v1/predict", "/v1/embed", "/v1/generate"):
+            response = alone.post(route, json={"inputs": ["x"]})
+            assert response.status_code == 400 and "use /v1/qa" in response.json()["error"], route
+    finally:
+        alone.__exit__(None, None, None)
+    with pytest.raises(ConfigError, match="nothing to serve"):
+        build_app(None)
+
+
+def test_serve_needs_a_model_or_a_qa_directory(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    code, _, stderr = run_cli(monkeypatch, capsys, "serve", "--port", "0")
+    assert code == 2 and "nothing to serve: give a model directory (ARTIFACT), a QA directory (--qa)" in stderr
 
 
 def test_bad_knowledge_bases_and_questions_name_the_line(tmp_path: Path) -> None:

@@ -30,7 +30,8 @@ def load_qa_system(directory: str | Path, reader: Any | None = None, top_k: int 
 
             return CommunityQA(index, reader if reader is not None and reader.task == "classify" else None)
         if reader is None:
-            raise ConfigError(f"{directory}: a document index needs a span_qa reader to answer from it")
+            raise ConfigError(f"{directory}: a document index needs a span_qa reader to answer from it; serve one "
+                              "(`nlpforge serve READER --qa INDEX`)")
         return DocumentQA(index, reader, top_k)
     if (directory / KBQA_FILE).is_file():
         return KBQA.load(directory)

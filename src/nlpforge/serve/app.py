@@ -37,7 +37,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from nlpforge.errors import NlpforgeError
+from nlpforge.errors import ConfigError, NlpforgeError
 from nlpforge.generation import DEFAULTS as GENERATION_DEFAULTS
 from nlpforge.generation import MAX_PENALTY as MAX_REPETITION_PENALTY
 from nlpforge.generation import (
@@ -135,14 +135,15 @@ def served_task(model: Predictor) -> str:
     return "text generation" if model.generates else model.task or "embeddings only"
 
 
-def build_app(artifact: str | os.PathLike[str], settings: ServeSettings | None = None, instances: int = 1,
+def build_app(artifact: str | os.PathLike[str] | None, settings: ServeSettings | None = None, instances: int = 1,
               backend: str | None = None, threads: int = 0,
               adapters: dict[str, str] | None = None, qa: str | None = None) -> FastAPI:
     """An app serving ``artifact`` (any checkpoint, ONNX or INT8 directory) with ``instances`` model
     copies, each running its own batches on ``threads // instances`` threads (0: all cores).
     ``adapters`` (name -> LoRA adapter directory trained on ``artifact``): a request picks one with
     ``"adapter": name`` (default: the first). ``qa``: a QA directory (``nlpforge qa index``) answered
-    on ``POST /v1/qa``, read by the served span_qa model.
+    on ``POST /v1/qa``, read by the served span_qa model. With no ``artifact``, only ``/v1/qa``
+    answers: a knowledge base (``nlpforge kbqa train``) or an FAQ index needs no model.
 
     What ``nlpforge serve`` runs; pass the result to any ASGI server (``uvicorn.run(app)``).
     """
@@ -153,6 +154,15 @@ def build_app(artifact: str | os.PathLike[str], settings: ServeSettings | None =
         raise NlpforgeError(f"instances must be >= 1, got {instances}")
     per_instance = max(1, (threads or os.cpu_count() or 1) // instances)
     torch.set_num_threads(per_instance)
+    if artifact is None:
+        if qa is None:
+            raise ConfigError("nothing to serve: give a model directory (ARTIFACT), a QA directory (--qa), or both")
+        if adapters:
+            raise ConfigError("--adapter: adapters need their base model; give it as ARTIFACT")
+        from nlpforge.qa import load_qa_system
+
+        system = load_qa_system(qa)
+        return create_app(None, settings, [ThreadWorker(None, system)], system)
     models = [Predictor.load(artifact, backend, per_instance, settings.max_batch_size, adapters)
               for _ in range(instances)]
     systems: list[Any] = [None] * instances
@@ -165,21 +175,23 @@ def build_app(artifact: str | os.PathLike[str], settings: ServeSettings | None =
                       systems[0])
 
 
-def create_app(model: Predictor, settings: ServeSettings | None = None,
+def create_app(model: Predictor | None, settings: ServeSettings | None = None,
                workers: Sequence[Any] | None = None, qa: Any | None = None) -> FastAPI:
     """An app serving ``model``: it checks requests against ``model`` and runs the batches on
     ``workers`` (one per model instance: serve/workers.py; default: one thread over ``model``).
     Workers with a ``close`` method are closed after the queue has drained at shutdown. ``qa``: the
-    QA system (nlpforge.qa) that ``POST /v1/qa`` answers from (the workers hold one each)."""
+    QA system (nlpforge.qa) that ``POST /v1/qa`` answers from (the workers hold one each). With no
+    ``model`` (a QA system that needs none) only ``/v1/qa`` answers; the model routes say so (400)."""
     settings = settings or ServeSettings()
     workers = list(workers) if workers is not None else [ThreadWorker(model, qa)]
     state: dict[str, Any] = {"ready": False}
     metrics: ServerMetrics
+    no_model = f"no model is served, only question answering: use /{API_VERSION}/qa"
     batcher = DynamicBatcher(workers, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
                              on_batch=lambda size, wait: metrics.on_batch(size, wait))
     # A language model generates on the workers' model instances, one request at a time on each.
     pool = GenerationPool([getattr(worker, "predictor", model) for worker in workers], settings.max_queue) \
-        if model.generates else None
+        if model is not None and model.generates else None
     metrics = ServerMetrics(lambda: batcher.queue_depth + (pool.waiting if pool else 0),
                             lambda: batcher.in_flight + (pool.waiting + pool.running if pool else 0))
 
@@ -187,7 +199,8 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
         loop = asyncio.get_running_loop()
         try:
             for worker in workers:
-                await loop.run_in_executor(None, warm_up, model, worker)
+                if model is not None:
+                    await loop.run_in_executor(None, warm_up, model, worker)
                 if qa is not None:  # retrieval's lazy parts too (jieba's dictionary, the first faiss search)
                     await loop.run_in_executor(None, worker, "qa", ["warm up"])
         except Exception as error:  # the model cannot answer: say so on /ready instead of warming forever
@@ -212,8 +225,8 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
                 close()
 
     app = FastAPI(title="nlpforge", version=API_VERSION, lifespan=lifespan,
-                  description=f"Model: {model.path} (task: {served_task(model)}, "
-                              f"backend: {model.backend})")
+                  description=f"Model: {model.path} (task: {served_task(model)}, backend: {model.backend})"
+                  if model is not None else f"Question answering: {qa.describe()['kind']} ({no_model})")
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(ClientError)
@@ -265,15 +278,17 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
                   "properties": properties, "example": {"inputs": [example]}}
         return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
-    task = model.task_spec
-    predict_doc = body_doc(task.input_schema, task.warmup_input, list(model.adapters)) if task \
+    task = model.task_spec if model is not None else None
+    predict_doc = body_doc(task.input_schema, task.warmup_input, list(model.adapters)) if model and task \
         else body_doc({"type": "string"}, "text")
     embed_doc = body_doc({"type": "string"}, "a gorgeous, witty film")
 
     @app.post(f"/{API_VERSION}/predict", dependencies=[Depends(authorized)], openapi_extra=predict_doc,
-              include_in_schema=pool is None,
+              include_in_schema=model is not None and pool is None,
               summary="Predict: labels + scores, entities with offsets, or answer + score + offsets")
     async def predict(request: Request) -> Response:
+        if model is None:
+            raise ClientError(400, no_model)
         if pool is not None:
             raise ClientError(400, f"{model.path} is a language model; use /{API_VERSION}/generate")
         if model.task is None:
@@ -288,9 +303,11 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
         return _json({"outputs": outputs, "latency_ms": round(1000 * (time.perf_counter() - start), 2)})
 
     @app.post(f"/{API_VERSION}/embed", dependencies=[Depends(authorized)], openapi_extra=embed_doc,
-              include_in_schema=pool is None,
+              include_in_schema=model is not None and pool is None,
               summary="Sentence embeddings (mean pooling of the encoder's last hidden states)")
     async def embed(request: Request) -> Response:
+        if model is None:
+            raise ClientError(400, no_model)
         if pool is not None:
             raise ClientError(400, f"{model.path} is a language model; use /{API_VERSION}/generate")
         if model.encoder is None:
@@ -330,6 +347,8 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
               summary="Continue a prompt (language models): the completion, or its text streamed as server-sent "
                       "events")
     async def generate(request: Request) -> Response:
+        if model is None:
+            raise ClientError(400, no_model)
         if pool is None:
             raise ClientError(400, f"{model.path} is not a language model; /{API_VERSION}/generate needs a decoder "
                               "checkpoint (GPT-2 family, e.g. from `nlpforge pretrain --objective clm`)")
@@ -394,7 +413,8 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
 
     @app.get(f"/{API_VERSION}/model", dependencies=[Depends(authorized)], summary="What is being served")
     async def describe() -> Response:
-        return _json({**model.describe(), **({"qa": qa.describe()} if qa is not None else {})})
+        return _json({**(model.describe() if model is not None else {}),
+                      **({"qa": qa.describe()} if qa is not None else {})})
 
     @app.get("/health", summary="Alive (the process answers)")
     async def health() -> Response:
@@ -402,7 +422,8 @@ def create_app(model: Predictor, settings: ServeSettings | None = None,
 
     @app.get("/ready", summary="Ready: the model is loaded and warmed up")
     async def ready() -> Response:
-        body = {"ready": state["ready"], "task": model.task, "labels": model.labels,
+        body = {"ready": state["ready"], "task": model.task if model else None,
+                "labels": model.labels if model else None,
                 "input_schema": task.input_schema if task else {"type": "string"},
                 "generate": pool is not None, "auth": settings.api_key is not None,
                 "queue_depth": batcher.queue_depth + (pool.waiting if pool else 0),

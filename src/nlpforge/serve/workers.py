@@ -15,7 +15,7 @@ from nlpforge.generation import GenerationOptions
 from nlpforge.predictor import Predictor
 
 
-def run_on(predictor: Predictor, kind: str, inputs: list[Any], qa: Any | None = None) -> list[Any]:
+def run_on(predictor: Predictor | None, kind: str, inputs: list[Any], qa: Any | None = None) -> list[Any]:
     """One batch on ``predictor``: predictions, embeddings as lists of floats (JSON-ready), or answers of ``qa``."""
     if kind == "qa":
         return qa.ask_many(inputs)
@@ -40,8 +40,9 @@ def warm_up(predictor: Predictor, run: Any) -> None:
 class ThreadWorker:
     """Runs batches on a predictor in the calling thread (the batcher's worker thread)."""
 
-    def __init__(self, predictor: Predictor, qa: Any | None = None) -> None:
-        self.predictor, self.qa = predictor, qa  # qa: a QA system over this predictor (nlpforge.qa)
+    def __init__(self, predictor: Predictor | None, qa: Any | None = None) -> None:
+        # qa: a QA system over this predictor (nlpforge.qa); no predictor: a QA system that needs none
+        self.predictor, self.qa = predictor, qa
 
     def __call__(self, kind: str, inputs: list[Any]) -> list[Any]:
         try:
