@@ -72,13 +72,13 @@ def _tail(path: Path, chars: int = 4000) -> str:
 
 
 @contextmanager
-def serving(artifact: Path, log: Path, *extra: str, timeout: float = 60.0) -> Iterator[str]:
-    """``nlpforge serve ARTIFACT`` on a free port until ``/ready`` says 200; yields its base URL, then stops it."""
+def serving(artifact: Path | None, log: Path, *extra: str, timeout: float = 60.0) -> Iterator[str]:
+    """``nlpforge serve [ARTIFACT]`` on a free port until ``/ready`` says 200; yields its base URL, then stops it."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "NLPFORGE_API_KEY"}  # the --api-key envvar
     env["HF_HUB_OFFLINE"] = "1"
-    command = [sys.executable, "-m", "nlpforge.cli", "serve", str(artifact), "--port", str(port),
-               "--threads", "1", "--log-level", "warning", *extra]
+    command = [sys.executable, "-m", "nlpforge.cli", "serve", *([str(artifact)] if artifact else []),
+               "--port", str(port), "--threads", "1", "--log-level", "warning", *extra]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -211,14 +211,14 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
         _stop_group(process)
 
 
-def open_playground(page: Page, base: str) -> None:
+def open_playground(page: Page, base: str, field: str = "f-text") -> None:
     """Navigate to the playground and wait until its script has built the form from /ready."""
     page.events.clear()
     navigation = page.send("Page.navigate", url=f"{base}/")
     assert not navigation.get("errorText"), navigation
-    page.poll("the playground form (#f-text, #run enabled)",
+    page.poll(f"the playground form (#{field}, #run enabled)",
               f"location.href === {json.dumps(base + '/')} && document.readyState === 'complete'"
-              " && document.getElementById('f-text') !== null && !document.getElementById('run').disabled")
+              f" && document.getElementById({json.dumps(field)}) !== null && !document.getElementById('run').disabled")
 
 
 def set_value(page: Page, element_id: str, value: str) -> None:
@@ -279,5 +279,20 @@ def test_playground_sends_the_api_key(page: Page, classifier_dir: Path, tmp_path
         result = submit(page)
         assert result["error"] is None, result
         assert result["label"] in LABELS, result
+        assert LATENCY.fullmatch(result["latency"].strip()), result
+        assert page.page_errors() == []
+
+
+def test_playground_asks_a_qa_directory_served_alone(page: Page, tmp_path: Path) -> None:
+    from nlpforge.qa.cqa import build_faq_index
+
+    (tmp_path / "faq.tsv").write_text("how do I reset my password\tuse the reset link\n"
+                                      "where is the office\tsecond floor\n", encoding="utf-8")
+    build_faq_index(tmp_path / "faq.tsv", tmp_path / "faq", "bm25", progress=False)
+    with serving(None, tmp_path / "server.log", "--qa", str(tmp_path / "faq")) as base:
+        open_playground(page, base, "f-question")
+        set_value(page, "f-question", "reset password")
+        result = submit(page)
+        assert result["error"] is None and result["label"] == "use the reset link", result
         assert LATENCY.fullmatch(result["latency"].strip()), result
         assert page.page_errors() == []

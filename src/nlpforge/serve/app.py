@@ -425,7 +425,7 @@ def create_app(model: Predictor | None, settings: ServeSettings | None = None,
         body = {"ready": state["ready"], "task": model.task if model else None,
                 "labels": model.labels if model else None,
                 "input_schema": task.input_schema if task else {"type": "string"},
-                "generate": pool is not None, "auth": settings.api_key is not None,
+                "generate": pool is not None, "qa": qa is not None, "auth": settings.api_key is not None,
                 "queue_depth": batcher.queue_depth + (pool.waiting if pool else 0),
                 **({"error": state["error"]} if "error" in state else {})}
         return _json(body, 200 if state["ready"] else 503)
