@@ -203,6 +203,11 @@ register(app, "eval", evaluate, [
     options(DataOptions), evaluate.__doc__ or "")
 
 
+NullThresholdOption = Annotated[float | None, typer.Option(
+    help="span_qa: answer \"\" when the no-answer score beats the best span's by more than this (e.g. the "
+         "best_f1_threshold `nlpforge eval` reports on SQuAD 2.0-style training data); default: the model's own.")]
+
+
 @app.command()
 def predict(
     checkpoint: Annotated[str, typer.Argument(help="Fine-tuned checkpoint or ONNX export directory.")],
@@ -210,6 +215,7 @@ def predict(
     output: Annotated[Path | None, typer.Option(help="JSONL file to write (default: stdout).")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     encoding: Annotated[str, typer.Option(help="Input encoding.")] = "utf-8",
+    null_threshold: NullThresholdOption = None,
 ) -> None:
     """Predict: classify -> label + scores; tag -> entities with offsets; span_qa -> answer + score.
 
@@ -221,7 +227,7 @@ def predict(
     from nlpforge.data.text import input_records, read_lines
     from nlpforge.predictor import Predictor
 
-    predictor = Predictor.load(checkpoint, batch_size=batch_size)
+    predictor = Predictor.load(checkpoint, batch_size=batch_size).with_null_threshold(null_threshold)
     if predictor.task is None:
         raise ConfigError(f"{checkpoint}: is not a fine-tuned task model; train one with `nlpforge train` "
                           "(or use `nlpforge embed` for a bare encoder)")
@@ -533,6 +539,7 @@ def serve(
     qa: Annotated[str | None, typer.Option(
         help="A QA index (`nlpforge qa index`) to answer on POST /v1/qa; ARTIFACT (a span_qa model) reads "
              "its passages.")] = None,
+    null_threshold: NullThresholdOption = None,
 ) -> None:
     """Serve a model over HTTP: /v1/predict, /v1/embed (or /v1/generate for a language model), /health, /ready,
     /metrics, /docs, and a playground at /."""
@@ -555,7 +562,7 @@ def serve(
                                  max_inputs=min(max_inputs, max_queue), max_chars=max_chars, api_key=api_key,
                                  max_new_tokens=max_new_tokens)
         app = build_app(artifact, settings, instances, backend.value if backend else None, threads, adapters,
-                        str(resolve_directory(qa)) if qa else None)
+                        str(resolve_directory(qa)) if qa else None, null_threshold)
         served = (f"{artifact} (task: {served_task(app.state.model)}, backend: {app.state.model.backend}, "
                   f"{instances} instance(s) x {torch.get_num_threads()} thread(s))" if artifact is not None
                   else f"{qa} (question answering only, POST /v1/qa)")

@@ -112,9 +112,7 @@ def _document_qa(index_dir: Path, reader: str, top_k: int, retriever: Retriever 
     from nlpforge.qa.answer import DocumentQA
     from nlpforge.qa.index import QAIndex
 
-    predictor = Predictor.load(reader)
-    if null_threshold is not None:
-        predictor = predictor.with_data(null_threshold=null_threshold)
+    predictor = Predictor.load(reader).with_null_threshold(null_threshold)
     return DocumentQA(QAIndex.load(index_dir), predictor, top_k, retriever.value if retriever else None, rank_weight)
 
 

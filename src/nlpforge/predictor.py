@@ -189,6 +189,17 @@ class Predictor:
                                    adapters={name: {**meta, "data": {**(meta.get("data") or {}), **overrides}}
                                              for name, meta in self.adapters.items()})
 
+    def with_null_threshold(self, threshold: float | None) -> Predictor:
+        """A span_qa reader that answers "" when the no-answer score beats the best span's by more than
+        ``threshold`` (e.g. the ``best_f1_threshold`` that ``nlpforge eval`` reports on SQuAD 2.0-style
+        data); None: as saved."""
+        if threshold is None:
+            return self
+        if self.task != "span_qa":
+            raise ConfigError(f"--null-threshold: {self.path} is a {self.task or 'bare encoder'} model; the no-answer "
+                              "threshold applies to span_qa readers")
+        return self.with_data(null_threshold=threshold)
+
     # ------------------------------------------------------------------ inference
 
     def parse(self, record: Any, where: str, adapter: str | None = None) -> Any:

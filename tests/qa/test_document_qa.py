@@ -148,7 +148,7 @@ def test_reader_must_be_a_span_qa_model_and_questions_fit(tiny_bert_dir: Path, t
 def test_the_server_answers_on_v1_qa(tiny_vocab: Path, tmp_path: Path) -> None:
     from conftest import ready_client
     from nlpforge.qa import load_qa_system
-    from nlpforge.serve.app import create_app
+    from nlpforge.serve.app import build_app, create_app
 
     build_index([write_corpus(tmp_path / "docs")], tmp_path / "index", "bm25", passage_chars=20, progress=False)
     reader = Predictor.load(save_tiny_checkpoint(tmp_path / "reader", "BertForQuestionAnswering", tiny_vocab))
@@ -173,6 +173,14 @@ def test_the_server_answers_on_v1_qa(tiny_vocab: Path, tmp_path: Path) -> None:
         assert response.status_code == 400 and "--qa INDEX" in response.json()["error"]
     finally:
         plain.__exit__(None, None, None)
+    # serve --null-threshold: the reader abstains on /v1/predict and on /v1/qa alike
+    abstaining = ready_client(build_app(tmp_path / "reader", qa=str(tmp_path / "index"), null_threshold=-1e9))
+    try:
+        predicted = abstaining.post("/v1/predict", json={"inputs": [{"question": "ca", "context": "ca ce ci"}]})
+        assert predicted.json()["outputs"][0]["answer"] == ""
+        assert abstaining.post("/v1/qa", json={"question": "ca ce ci"}).json()["answer"] == ""
+    finally:
+        abstaining.__exit__(None, None, None)
 
 
 def test_rank_answers_pools_spans_and_charges_retrieval_rank():

@@ -56,6 +56,14 @@ def test_span_qa_train_eval_predict(tiny_bert_dir: Path, tmp_path: Path, monkeyp
     answer = json.loads(printed)
     assert code == 0 and set(answer) >= {"answer", "score", "start", "end"}
     assert context[answer["start"]:answer["end"]] == answer["answer"]
+    # a threshold every no-answer score passes: the span is kept aside and the answer is ""
+    code, printed, _ = run_cli(monkeypatch, capsys, "predict", out, "--input", tmp_path / "in.jsonl",
+                               "--null-threshold", "-1e9")
+    abstained = json.loads(printed)
+    assert code == 0 and abstained["answer"] == "" and abstained["no_answer"] and abstained["span"] == answer["answer"]
+    code, _, err = run_cli(monkeypatch, capsys, "predict", tiny_bert_dir, "--input", tmp_path / "in.jsonl",
+                           "--null-threshold", "0")
+    assert code == 2 and "the no-answer threshold applies to span_qa readers" in err
     ours = load_checkpoint(out)
     theirs = transformers.AutoModelForQuestionAnswering.from_pretrained(out).eval()
     batch = ours.tokenizer(["x"], ["a b z y c"], return_tensors="pt")

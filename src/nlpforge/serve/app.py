@@ -137,13 +137,15 @@ def served_task(model: Predictor) -> str:
 
 def build_app(artifact: str | os.PathLike[str] | None, settings: ServeSettings | None = None, instances: int = 1,
               backend: str | None = None, threads: int = 0,
-              adapters: dict[str, str] | None = None, qa: str | None = None) -> FastAPI:
+              adapters: dict[str, str] | None = None, qa: str | None = None,
+              null_threshold: float | None = None) -> FastAPI:
     """An app serving ``artifact`` (any checkpoint, ONNX or INT8 directory) with ``instances`` model
     copies, each running its own batches on ``threads // instances`` threads (0: all cores).
     ``adapters`` (name -> LoRA adapter directory trained on ``artifact``): a request picks one with
     ``"adapter": name`` (default: the first). ``qa``: a QA directory (``nlpforge qa index``) answered
     on ``POST /v1/qa``, read by the served span_qa model. With no ``artifact``, only ``/v1/qa``
     answers: a knowledge base (``nlpforge kbqa train``) or an FAQ index needs no model.
+    ``null_threshold``: a span_qa model's no-answer threshold, instead of the one it was saved with.
 
     What ``nlpforge serve`` runs; pass the result to any ASGI server (``uvicorn.run(app)``).
     """
@@ -164,7 +166,7 @@ def build_app(artifact: str | os.PathLike[str] | None, settings: ServeSettings |
         system = load_qa_system(qa)
         return create_app(None, settings, [ThreadWorker(None, system)], system)
     models = [Predictor.load(artifact, backend, per_instance, settings.max_batch_size, adapters)
-              for _ in range(instances)]
+              .with_null_threshold(null_threshold) for _ in range(instances)]
     systems: list[Any] = [None] * instances
     if qa is not None:
         from nlpforge.qa import load_qa_system
