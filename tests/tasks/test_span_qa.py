@@ -172,6 +172,9 @@ def test_squad_v2_scores_as_the_official_script():
     assert (scores["HasAns_total"], scores["NoAns_total"]) == (2, 2)
     # answering only margins <= -3 keeps Broncos and abstains on the rest: 3 of 4 right
     assert scores["best_f1"] == 75.0 and scores["best_f1_threshold"] == -3.0
+    # a gold answer that normalises to nothing counts as "" (as the script reads it): "" is right, EM and F1 alike
+    empty_gold = squad_v2_scores(["", "The"], ["the", "The"], [1.0, -1.0], [["The"], ["the"]], 0.0)
+    assert empty_gold["HasAns_exact"] == empty_gold["HasAns_f1"] == 100.0
 
 
 def test_unanswerable_questions_train_towards_token_zero(tmp_path: Path, tiny_vocab: Path):

@@ -308,11 +308,16 @@ def squad_v2_scores(predictions: Sequence[str], spans: Sequence[str], margins: S
     script's ``find_best_thresh``) - choose the threshold so on training data, not on the report split.
     """
 
+    def scored(golds: Sequence[str]) -> list[str]:
+        # the script drops gold answers that normalise to nothing ("the", "."); none left: gold ""
+        return [g for g in golds if normalize_answer(g)]
+
     def exact(prediction: str, golds: Sequence[str]) -> float:
-        return max(float(normalize_answer(prediction) == normalize_answer(g)) for g in (golds or [""]))
+        return max(float(normalize_answer(prediction) == normalize_answer(g)) for g in (scored(golds) or [""]))
 
     def f1(prediction: str, golds: Sequence[str]) -> float:
-        if not golds:  # unanswerable: right only when nothing is answered
+        golds = scored(golds)
+        if not golds:  # gold "": right only when nothing is answered
             return float(not normalize_answer(prediction).split())
         if not normalize_answer(prediction).split():
             return 0.0
