@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--keep", type=Path, help="keep the trained reader here")
+    parser.add_argument("--reader", type=Path, help="score this reader (trained on articles 0..10 before, e.g. a "
+                        "--keep directory) instead of training one")
     parser.add_argument("--train-limit", type=int, default=0, help="first N training questions (0: all; a smoke run)")
     parser.add_argument("--eval-limit", type=int, default=0, help="first N questions of each scored split (0: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "qa_squad_v2.json")
@@ -48,12 +50,16 @@ def main() -> None:
                     "threshold_articles": [10, 12], "report_articles": [12, 16], "settings": settings,
                     "command": "python " + " ".join(sys.argv)}
     with tempfile.TemporaryDirectory() as tmp:
-        reader = str(args.keep or Path(tmp) / "reader")
-        start = time.perf_counter()
-        finetune(FinetuneArgs(task="span_qa", model=args.model, train=str(SQUAD_V2), out=reader, progress=False,
-                              save_every=10**9, log_every=100, data={"articles": (0, 10)},
-                              max_train_examples=args.train_limit, **settings))
-        record["train_seconds"] = round(time.perf_counter() - start, 1)
+        reader = str(args.reader or args.keep or Path(tmp) / "reader")
+        if args.reader:  # its training settings are those of the run that wrote it, not these flags
+            record["reader"] = reader
+            del record["settings"]
+        else:
+            start = time.perf_counter()
+            finetune(FinetuneArgs(task="span_qa", model=args.model, train=str(SQUAD_V2), out=reader, progress=False,
+                                  save_every=10**9, log_every=100, data={"articles": (0, 10)},
+                                  max_train_examples=args.train_limit, **settings))
+            record["train_seconds"] = round(time.perf_counter() - start, 1)
         loaded = load_checkpoint(reader)
 
         def score(articles: tuple[int, int], threshold: float | None) -> dict:
