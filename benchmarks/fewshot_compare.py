@@ -43,8 +43,10 @@ def backbone_path(name: str) -> str:
     return str(SHARED / "models" / "multilingual-e5-small-zhen")
 
 
-def setfit_run(backbone: str, sample: list[Any], evaluation: list[Any], labels: list[str], seed: int) -> dict:
-    """The SetFit library with its defaults on one sample; accuracy on the evaluation examples."""
+def setfit_run(backbone: str, sample: list[Any], evaluation: list[Any], labels: list[str], seed: int,
+               iterations: int) -> dict:
+    """The SetFit library with its defaults on one sample (``iterations`` > 0: that many pairs per
+    example and iteration instead of the default oversampling); accuracy on the evaluation examples."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
     from sklearn.metrics import accuracy_score, f1_score
@@ -53,7 +55,8 @@ def setfit_run(backbone: str, sample: list[Any], evaluation: list[Any], labels: 
     model = SetFitModel.from_pretrained(backbone)
     train = Dataset.from_dict({"text": [e.text for e in sample], "label": [labels.index(e.label) for e in sample]})
     with tempfile.TemporaryDirectory() as tmp:  # the Trainer's output_dir (checkpoints)
-        arguments = TrainingArguments(seed=seed, show_progress_bar=False, report_to="none", output_dir=tmp)
+        pairs = {"num_iterations": iterations} if iterations else {}
+        arguments = TrainingArguments(seed=seed, show_progress_bar=False, report_to="none", output_dir=tmp, **pairs)
         Trainer(model=model, args=arguments, train_dataset=train).train()
     seconds = time.perf_counter() - start
     predicted = [int(p) for p in model.predict([e.text for e in evaluation], batch_size=64)]
@@ -75,6 +78,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--self-train", type=int, default=0,
                         help="nlpforge's methods self-train on N unlabelled rows of the train split (0: off)")
+    parser.add_argument("--setfit-iterations", type=int, default=0,
+                        help="SetFit draws this many positive and negative pairs per example (its num_iterations; "
+                        "nlpforge's --pair-iterations is 20) instead of oversampling every unique pair (0: the "
+                        "library default; with many classes it draws tens of thousands of pairs)")
     parser.add_argument("--cloze-model", type=Path, default=CLOZE_MODEL, help="masked-LM backbone of --method cloze")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -104,6 +111,8 @@ def main() -> None:
                               "cloze": {**CLOZE.get(args.dataset, {}), "model": str(args.cloze_model)},
                               "train": train_file, "report_split": eval_file, "eval_examples": len(evaluation),
                               "seeds": args.seeds, "self_train": args.self_train,
+                              "setfit_pairs": (f"num_iterations={args.setfit_iterations}" if args.setfit_iterations
+                                               else "library default (oversampling)"),
                               "command": "python " + " ".join(sys.argv), "settings": []}
     for kind, value in settings:
         entry: dict[str, Any] = {kind: value, "methods": {}}
@@ -114,7 +123,7 @@ def main() -> None:
                 for seed in range(args.seeds):
                     sample = (sample_per_class(train, value, seed, train_file) if kind == "k"
                               else sample_stratified(train, value, seed, train_file))
-                    runs.append(setfit_run(backbone, sample, evaluation, labels, seed))
+                    runs.append(setfit_run(backbone, sample, evaluation, labels, seed, args.setfit_iterations))
                 result = {"runs": runs, **summary_of(runs)}
             else:
                 with tempfile.TemporaryDirectory() as tmp:

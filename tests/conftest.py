@@ -188,16 +188,23 @@ def write_conll(path: Path, count: int, seed: int) -> None:
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
-def write_squad(path: Path, count: int, seed: int) -> None:
-    """The answer is the 'z y' inside a 30-word context: longer than one window at max_length 24."""
+def write_squad(path: Path, count: int, seed: int, unanswerable_every: int = 0) -> None:
+    """The answer is the 'z y' inside a 30-word context: longer than one window at max_length 24.
+    ``unanswerable_every`` n > 0: every n-th context has no 'z y' and its question is unanswerable
+    (SQuAD 2.0's ``is_impossible``)."""
     rng = random.Random(seed)
     paragraphs = []
     for i in range(count):
         words = [rng.choice(WORDS) for _ in range(30)]
+        if unanswerable_every and i % unanswerable_every == 0:
+            paragraphs.append({"context": " ".join(words), "qas": [{"id": f"q{i}", "question": "x",
+                                                                     "is_impossible": True, "answers": []}]})
+            continue
         at = rng.randrange(29)
         words[at], words[at + 1] = "z", "y"
         context = " ".join(words)
         start = len(" ".join(words[:at])) + (1 if at else 0)
         paragraphs.append({"context": context, "qas": [{"id": f"q{i}", "question": "x",
                                                         "answers": [{"text": "z y", "answer_start": start}]}]})
-    path.write_text(json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": paragraphs}]}))
+    version = "v2.0" if unanswerable_every else "1.1"
+    path.write_text(json.dumps({"version": version, "data": [{"title": "t", "paragraphs": paragraphs}]}))

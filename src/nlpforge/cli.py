@@ -205,7 +205,7 @@ register(app, "eval", evaluate, [
 
 NullThresholdOption = Annotated[float | None, typer.Option(
     help="span_qa: answer \"\" when the no-answer score beats the best span's by more than this (e.g. the "
-         "best_f1_threshold `nlpforge eval` reports on SQuAD 2.0-style training data); default: the model's own.")]
+         "best_f1_threshold `nlpforge eval` reports on SQuAD 2.0-style data); default: the one learnt in training.")]
 
 
 @app.command()

@@ -71,6 +71,28 @@ def test_span_qa_train_eval_predict(tiny_bert_dir: Path, tmp_path: Path, monkeyp
         assert_close(ours.model(**batch).start_logits, theirs(**batch).start_logits, atol=1e-5, rtol=1e-5)
 
 
+def test_span_qa_learns_its_no_answer_threshold_on_held_out_contexts(tiny_bert_dir: Path, tmp_path: Path,
+                                                                     monkeypatch, capsys) -> None:
+    write_squad(tmp_path / "train.json", 200, 0, unanswerable_every=3)
+    write_squad(tmp_path / "dev.json", 40, 1, unanswerable_every=3)
+    out = tmp_path / "qa2"
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--task", "span_qa", "--model", tiny_bert_dir, "--train",
+                           tmp_path / "train.json", "--out", out, "--epochs", "10", "--batch-size", "16",
+                           "--learning-rate", "3e-3", "--warmup-ratio", "0", "--max-length", "24", "--doc-stride", "8")
+    assert code == 0, err
+    threshold = json.loads((out / "nlpforge.json").read_text())["task_settings"]["null_threshold"]
+    assert isinstance(threshold, float)
+    code, printed, _ = run_cli(monkeypatch, capsys, "eval", out, "--data", tmp_path / "dev.json")
+    metrics = json.loads(printed)
+    # the learnt threshold is the one in force, and it both answers and abstains rightly
+    assert code == 0 and metrics["threshold"] == pytest.approx(threshold)
+    assert metrics["HasAns_f1"] >= 60.0 and metrics["NoAns_f1"] >= 60.0, metrics
+    # --null-threshold still overrides it
+    code, printed, _ = run_cli(monkeypatch, capsys, "eval", out, "--data", tmp_path / "dev.json",
+                               "--null-threshold", "1e9")
+    assert code == 0 and json.loads(printed)["NoAns_f1"] == 0.0
+
+
 @pytest.mark.parametrize(
     ("content", "args", "message"),
     [

@@ -9,9 +9,11 @@ import pytest
 from transformers import AutoTokenizer
 
 from conftest import shared_path, tiny_tokenizer
+from nlpforge.data.examples import Answer, QAExample
 from nlpforge.errors import ConfigError
 from nlpforge.tasks.span_qa import (
     CMRC_PUNCTUATION,
+    SpanQATask,
     answer_positions,
     best_spans,
     cmrc_em_f1,
@@ -175,6 +177,19 @@ def test_squad_v2_scores_as_the_official_script():
     # a gold answer that normalises to nothing counts as "" (as the script reads it): "" is right, EM and F1 alike
     empty_gold = squad_v2_scores(["", "The"], ["the", "The"], [1.0, -1.0], [["The"], ["the"]], 0.0)
     assert empty_gold["HasAns_exact"] == empty_gold["HasAns_f1"] == 100.0
+
+
+def test_heldout_split_keeps_whole_contexts_and_only_for_unanswerable_data():
+    def example(i: int, context: int, answered: bool) -> QAExample:
+        answers = [Answer("a", 0)] if answered else []
+        return QAExample(f"q{i}", "x", f"a context {context}", answers)
+
+    answered_only = [example(i, i // 2, True) for i in range(60)]
+    assert SpanQATask().heldout_split(answered_only) == (answered_only, [])
+    mixed = [example(i, i // 2, i % 3 != 0) for i in range(60)]  # 30 contexts, 2 questions each
+    train, heldout = SpanQATask().heldout_split(mixed)
+    assert len(heldout) == 6 and len(train) == 54  # 3 of the 30 contexts, with both their questions
+    assert not {e.context for e in train} & {e.context for e in heldout}
 
 
 def test_unanswerable_questions_train_towards_token_zero(tmp_path: Path, tiny_vocab: Path):

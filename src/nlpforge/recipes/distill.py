@@ -39,7 +39,6 @@ from nlpforge.errors import ConfigError
 from nlpforge.inference import forward_batches
 from nlpforge.recipes.finetune import LogWindow, adamw, linear_schedule, log_line, seed_everything
 from nlpforge.tasks import TASKS, DataOptions, Task, get_task
-from nlpforge.tasks.base import split_heldout
 from nlpforge.tracking import NoTracker, Tracker
 
 NEG_INF = -1e4  # teacher logit for padding positions of cached per-token logits: probability 0
@@ -197,7 +196,7 @@ def distill(args: DistillArgs, tracker: Tracker | None = None) -> dict[str, Any]
     if args.max_train_examples:
         examples = examples[: args.max_train_examples]
     task.check(examples, labels, args.train)
-    examples, heldout = split_heldout(examples, task.heldout_share)
+    examples, heldout = task.heldout_split(examples)
     eval_examples = task.read(args.eval, args.data) if args.eval else None
     if eval_examples is not None:
         task.check(eval_examples, labels, args.eval)

@@ -38,7 +38,6 @@ from nlpforge.checkpoint import TRAINING_STATE, load_checkpoint, save_checkpoint
 from nlpforge.errors import ConfigError
 from nlpforge.recipes.configs import FinetuneArgs
 from nlpforge.tasks import Task, get_task, task_model_from_encoder, with_lm_loss
-from nlpforge.tasks.base import split_heldout
 from nlpforge.tracking import NoTracker, Tracker, start_tracking
 
 RESUME_DIR, METRICS_FILE = TRAINING_STATE
@@ -285,7 +284,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         train_examples = train_examples[: args.max_train_examples]
     labels = task.label_names(train_examples, base.meta.get("labels") if continuing else None)
     task.check(train_examples, labels, args.train)  # continuing a model: its label set must cover them
-    train_examples, heldout = split_heldout(train_examples, task.heldout_share)
+    train_examples, heldout = task.heldout_split(train_examples)
     eval_examples = task.read(args.eval, args.data) if args.eval else None
     if eval_examples is not None:
         task.check(eval_examples, labels, args.eval)

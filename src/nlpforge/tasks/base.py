@@ -7,8 +7,9 @@ metrics, its ONNX outputs, its warm-up input, the views distillation reads and t
 of one input. ``tasks/__init__.py`` maps names to task classes: adding a task is one new file and
 one registry line.
 
-A task object may carry settings learnt in training (multilabel: its decision threshold). They are
-saved in ``nlpforge.json`` as ``task_settings`` and passed back to the class on loading.
+A task object may carry settings learnt in training on examples it holds out of the training
+file (multilabel: its decision threshold; span_qa: its no-answer threshold). They are saved in
+``nlpforge.json`` as ``task_settings`` and passed back to the class on loading.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ class Task(Protocol):
     warmup_input: ClassVar[Any]  # one raw input the server runs before it reports ready
     input_schema: ClassVar[dict[str, Any]]  # JSON schema of one raw input (server docs)
     hf_config_fields: ClassVar[dict[str, Any]]  # extra config.json fields transformers reads
-    heldout_share: ClassVar[float]  # share of the training examples kept back to ``tune`` settings
     finetunes: ClassVar[bool]  # whether ``nlpforge train`` trains it (cloze: ``nlpforge fewshot``)
     onnx_inputs: ClassVar[bool]  # whether it reads (B, T) inputs, the layout ONNX export traces
 
@@ -63,6 +63,7 @@ class Task(Protocol):
     def loss(self, output: Any, batch: dict[str, torch.Tensor], class_weights: torch.Tensor | None) -> torch.Tensor: ...
     def class_weights(self, features: Sequence[dict[str, Any]], num_labels: int) -> torch.Tensor | None: ...
     def init_head(self, model: nn.Module, features: Sequence[dict[str, Any]]) -> None: ...
+    def heldout_split(self, examples: Sequence[Any]) -> tuple[list[Any], list[Any]]: ...
     def tune(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, heldout: Sequence[Any],
              labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> Task: ...
     def settings(self) -> dict[str, Any]: ...
@@ -92,7 +93,7 @@ class EncoderTask:
     """
 
     hf_config_fields: ClassVar[dict[str, Any]] = {}
-    heldout_share: ClassVar[float] = 0.0
+    heldout_share: ClassVar[float] = 0.0  # share of the training examples kept back to ``tune`` settings
     finetunes: ClassVar[bool] = True
     onnx_inputs: ClassVar[bool] = True  # the model reads (B, T) inputs, the layout ONNX export traces
     decoder_model_class: ClassVar[type[nn.Module] | None] = None  # the task runs on encoders only
@@ -113,6 +114,11 @@ class EncoderTask:
     def init_head(self, model: nn.Module, features: Sequence[dict[str, Any]]) -> None:
         """Adjust a new model's fresh head to the training features before training (default: as built)."""
         return None
+
+    def heldout_split(self, examples: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+        """(train, held out): the training examples ``tune`` learns the task's settings on are kept out of
+        training (default: every k-th, for a ``heldout_share`` of 1/k)."""
+        return split_heldout(examples, self.heldout_share)
 
     def tune(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, heldout: Sequence[Any],
              labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> EncoderTask:

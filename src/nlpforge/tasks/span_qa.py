@@ -12,6 +12,9 @@ Unanswerable questions (SQuAD 2.0: a question without answers) train every windo
 At decoding, an example's null score is the smallest start + end logit of token 0 over its windows;
 with a ``null_threshold`` the answer is "" when the null score beats the best span by more than the
 threshold (the official v2 script's ``na_prob`` test, with the score margin as ``na_prob``).
+Training on such data holds out the questions of every tenth context and saves, as the task
+setting ``null_threshold``, the threshold of best F1 on them (the script's ``find_best_thresh``);
+the data option ``null_threshold`` (``--null-threshold``) overrides it.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from nlpforge.data.squad import read_squad
 from nlpforge.errors import ConfigError, InputDataError
 from nlpforge.inference import forward_batches
 from nlpforge.models.outputs import SpanOutput
-from nlpforge.tasks.base import DataOptions, EncoderTask, text_record
+from nlpforge.tasks.base import DataOptions, EncoderTask, split_heldout, text_record
 from nlpforge.tasks.heads import encoder_without_pooler
 
 # The punctuation that cmrc2018_evaluate.py (v5) removes, copied character for character. Its
@@ -352,6 +355,15 @@ def squad_v2_scores(predictions: Sequence[str], spans: Sequence[str], margins: S
             "best_f1": 100.0 * best / max(len(references), 1), "best_f1_threshold": float(best_threshold)}
 
 
+def spans_and_margins(predicted: Sequence[dict]) -> tuple[list[str], list[float | None]]:
+    """The best span of each ``decode_answers`` answer (also when it abstained) and its null score
+    minus the span's score (None: no span): the inputs of ``squad_v2_scores``."""
+    spans = [p.get("span", p["answer"]) for p in predicted]
+    margins = [None if p["score"] is None or p["null_score"] is None else p["null_score"] - p["score"]
+               for p in predicted]
+    return spans, margins
+
+
 def cmrc_segments(text: str) -> list[str]:
     """The official CMRC 2018 ``mixed_segmentation(text, rm_punc=True)``.
 
@@ -441,7 +453,13 @@ def is_chinese(texts: Sequence[str]) -> bool:
 
 @dataclass
 class SpanQATask(EncoderTask):
-    """Extractive QA over SQuAD v1.1 / CMRC 2018 JSON: answer + score + character offsets; EM / F1."""
+    """Extractive QA over SQuAD v1.1 / CMRC 2018 JSON: answer + score + character offsets; EM / F1.
+
+    ``null_threshold``: learnt on SQuAD 2.0-style training data (see the module doc); None: a reader
+    trained on answerable questions only, which always answers.
+    """
+
+    null_threshold: float | None = None
 
     name: ClassVar[str] = "span_qa"
     head: ClassVar[str] = "span_qa"
@@ -453,6 +471,38 @@ class SpanQATask(EncoderTask):
         "type": "object", "required": ["question", "context"], "additionalProperties": False,
         "properties": {"question": {"type": "string"}, "context": {"type": "string"}}}
     per_token_views: ClassVar[bool] = True
+
+    HELDOUT_EVERY: ClassVar[int] = 10  # SQuAD 2.0-style data: the questions of every 10th context tune
+
+    def heldout_split(self, examples: Sequence[QAExample]) -> tuple[list[QAExample], list[QAExample]]:
+        """Data with unanswerable questions: the questions of every tenth context (whole contexts, so the
+        threshold is chosen on text the reader did not train on) are held out to choose the no-answer
+        threshold; otherwise nothing is held out."""
+        if all(e.answers for e in examples):
+            return list(examples), []
+        contexts = list(dict.fromkeys(e.context for e in examples))  # in file order
+        _, heldout_contexts = split_heldout(contexts, 1 / self.HELDOUT_EVERY)
+        held = set(heldout_contexts)
+        return [e for e in examples if e.context not in held], [e for e in examples if e.context in held]
+
+    def tune(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, heldout: Sequence[QAExample],
+             labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> SpanQATask:
+        """This task with the no-answer threshold of best F1 on ``heldout`` (``heldout_split`` holds
+        questions out of SQuAD 2.0-style data only; unchanged without any)."""
+        if not heldout:
+            return self
+        references = [[a.text for a in e.answers] for e in heldout]
+        if all(references):  # no unanswerable question among them: answer when a span beats the null score
+            return dataclasses.replace(self, null_threshold=0.0)
+        predicted = self.answers(model, tokenizer, [e.question for e in heldout], [e.context for e in heldout],
+                                 max_length, batch_size, data)
+        spans, margins = spans_and_margins(predicted)
+        scores = squad_v2_scores(spans, spans, margins, references, 0.0)
+        return dataclasses.replace(self, null_threshold=scores["best_f1_threshold"])
+
+    def threshold(self, data: DataOptions) -> float | None:
+        """The no-answer threshold in force: the data option's (--null-threshold), else the learnt one."""
+        return data.null_threshold if data.null_threshold is not None else self.null_threshold
 
     def read(self, path: str | Path, data: DataOptions) -> list[QAExample]:
         return read_squad(path, tuple(data.articles) if data.articles else None, data.encoding)
@@ -493,22 +543,20 @@ class SpanQATask(EncoderTask):
                 starts[row] = output.start_logits[i, :length].float().numpy()
                 ends[row] = output.end_logits[i, :length].float().numpy()
         max_answer_length = data.max_answer_length or (100 if is_chinese(contexts) else 30)
-        return decode_answers(features, starts, ends, contexts, data.n_best, max_answer_length, data.null_threshold)
+        return decode_answers(features, starts, ends, contexts, data.n_best, max_answer_length, self.threshold(data))
 
     def evaluate(self, model: Any, tokenizer: PreTrainedTokenizerBase, examples: Sequence[QAExample],
                  labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> dict[str, Any]:
         references = [[a.text for a in e.answers] for e in examples]
         unanswerable = not all(references)  # SQuAD 2.0 data: "" is the right answer to some questions
-        if unanswerable and data.null_threshold is None:
+        if unanswerable and self.threshold(data) is None:
             data = dataclasses.replace(data, null_threshold=0.0)
         predicted = self.answers(model, tokenizer, [e.question for e in examples], [e.context for e in examples],
                                  max_length, batch_size, data)
         if unanswerable:
-            spans = [p.get("span", p["answer"]) for p in predicted]
-            margins = [None if p["score"] is None or p["null_score"] is None else p["null_score"] - p["score"]
-                       for p in predicted]
+            spans, margins = spans_and_margins(predicted)
             return {**squad_v2_scores([p["answer"] for p in predicted], spans, margins, references,
-                                      data.null_threshold),
+                                      self.threshold(data)),
                     "questions": len(examples), "convention": "squad v2.0 (words, unanswerable questions)"}
         chinese = is_chinese([e.context for e in examples])
         score = cmrc_em_f1 if chinese else squad_em_f1
