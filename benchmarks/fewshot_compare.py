@@ -9,7 +9,8 @@ writes), and ``setfit`` (``SetFitModel.from_pretrained(backbone)`` + ``Trainer``
 default arguments: one epoch of oversampled pairs, batch 16, body lr 2e-5, logistic-regression head).
 ``cloze`` runs on the masked-LM backbone built by benchmarks/pretrain_continued.py (e5-small-zhen with
 a whole-word MLM head) with the template and verbalizer of ``CLOZE``, chosen before any run.
-Accuracy is on the dataset's report split (../shared/data/README.md). Writes
+Accuracy is on the dataset's report split (../shared/data/README.md), or with ``--holdout N`` on N
+rows held out of the train split (for choosing settings without looking at the report split). Writes
 benchmarks/results/fewshot_<dataset>.json: per setting and method, the runs and their mean and std.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import tempfile
 import time
@@ -75,6 +77,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--max-eval", type=int, default=0, help="evaluate on the first N report examples (0: all)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--holdout", type=int, default=0, help="evaluate on N random rows of the train split "
+                        "(seed 0) instead of the report split, and sample from the other rows (0: off)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--self-train", type=int, default=0,
                         help="nlpforge's methods self-train on N unlabelled rows of the train split (0: off)")
@@ -101,6 +105,12 @@ def main() -> None:
     task = get_task("classify")
     train = task.read(SHARED / "data" / train_file, data)
     evaluation = task.read(SHARED / "data" / eval_file, data)
+    report_split = eval_file
+    if args.holdout:
+        train = list(train)
+        random.Random(0).shuffle(train)
+        evaluation, train = train[: args.holdout], train[args.holdout:]
+        report_split = f"{train_file} (a hold-out of {args.holdout} rows, seed 0)"
     if args.max_eval:
         evaluation = evaluation[: args.max_eval]
     labels = task.label_names(train, None)
@@ -109,7 +119,7 @@ def main() -> None:
     out_file = args.out or ROOT / "benchmarks" / "results" / f"fewshot_{args.dataset}.json"
     report: dict[str, Any] = {"benchmark": "fewshot_compare", "dataset": args.dataset, "backbone": backbone,
                               "cloze": {**CLOZE.get(args.dataset, {}), "model": str(args.cloze_model)},
-                              "train": train_file, "report_split": eval_file, "eval_examples": len(evaluation),
+                              "train": train_file, "report_split": report_split, "eval_examples": len(evaluation),
                               "seeds": args.seeds, "self_train": args.self_train,
                               "setfit_pairs": (f"num_iterations={args.setfit_iterations}" if args.setfit_iterations
                                                else "library default (oversampling)"),
