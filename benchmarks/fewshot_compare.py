@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--self-train", type=int, default=0,
                         help="nlpforge's methods self-train on N unlabelled rows of the train split (0: off)")
+    parser.add_argument("--self-train-rounds", type=int, default=1,
+                        help="self-training rounds (each later round's teacher is the last student)")
     parser.add_argument("--setfit-iterations", type=int, default=0,
                         help="SetFit draws this many positive and negative pairs per example (its num_iterations; "
                         "nlpforge's --pair-iterations is 20) instead of oversampling every unique pair (0: the "
@@ -121,6 +123,7 @@ def main() -> None:
                               "cloze": {**CLOZE.get(args.dataset, {}), "model": str(args.cloze_model)},
                               "train": train_file, "report_split": report_split, "eval_examples": len(evaluation),
                               "seeds": args.seeds, "self_train": args.self_train,
+                              "self_train_rounds": args.self_train_rounds,
                               "setfit_pairs": (f"num_iterations={args.setfit_iterations}" if args.setfit_iterations
                                                else "library default (oversampling)"),
                               "command": "python " + " ".join(sys.argv), "settings": []}
@@ -141,12 +144,14 @@ def main() -> None:
                     fewshot_args = FewshotArgs(method=method, model=str(args.cloze_model) if cloze else backbone,
                                                train=str(SHARED / "data" / train_file),
                                                eval=str(SHARED / "data" / eval_file), out=tmp, seeds=args.seeds,
-                                               progress=False, data=data, self_train=args.self_train, **cloze,
+                                               progress=False, data=data, self_train=args.self_train,
+                                               self_train_rounds=args.self_train_rounds, **cloze,
                                                **{kind: value})
                     result = run_setting(fewshot_args, train, evaluation, labels, Path(tmp),
                                          value if kind == "k" else None)
                 result = {key: result[key] for key in ("runs", "mean_accuracy", "std_accuracy", "mean_macro_f1",
-                                                       "mean_seconds", "before_self_training") if key in result}
+                                                       "mean_seconds", "before_self_training", "earlier_rounds")
+                          if key in result}
             entry["methods"][method] = result
             print(json.dumps({kind: value, "method": method, "mean_accuracy": result["mean_accuracy"],
                               "std_accuracy": result["std_accuracy"]}), flush=True)

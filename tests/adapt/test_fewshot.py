@@ -271,11 +271,16 @@ def test_fewshot_self_training_reports_the_teacher_and_serves_the_student(
     code, _, stderr = run_cli(
         monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
         tmp_path / "train.tsv", "--eval", tmp_path / "dev.tsv", "--k", "4", "--seeds", "1", "--epochs", "2",
-        "--self-train", "40", "--self-train-epochs", "1", "--out", out, "--no-progress")
+        "--self-train", "40", "--self-train-epochs", "1", "--self-train-rounds", "2", "--out", out,
+        "--no-progress")
     assert code == 0, stderr
-    run = json.loads((out / "results.json").read_text())["runs"][0]
+    result = json.loads((out / "results.json").read_text())
+    run = result["runs"][0]
     assert 0 <= run["before_self_training"]["accuracy"] <= 100 and 0 <= run["accuracy"] <= 100
     assert run["pseudo_labelled"] == 20  # half the pool of 40, 10 per class
+    # the first round's student (the second round's teacher) is reported beside the last
+    assert len(run["earlier_rounds"]) == 1 and 0 <= run["earlier_rounds"][0]["accuracy"] <= 100
+    assert result["earlier_rounds"][0]["mean_accuracy"] == run["earlier_rounds"][0]["accuracy"]
     assert load_checkpoint(out / "model").meta["labels"] == ["0", "1"]
     code, _, stderr = run_cli(
         monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",

@@ -320,6 +320,11 @@ def summary_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_seconds": round(statistics.fmean(run["seconds"] for run in runs), 2)}
     if all("before_self_training" in run for run in runs):
         summary["before_self_training"] = summary_of([run["before_self_training"] for run in runs])
+    if all("earlier_rounds" in run for run in runs):
+        summary["earlier_rounds"] = [
+            {"mean_accuracy": round(statistics.fmean(r["accuracy"] for r in rounds), 2),
+             "mean_macro_f1": round(statistics.fmean(r["macro_f1"] for r in rounds), 2)}
+            for rounds in zip(*(run["earlier_rounds"] for run in runs), strict=True)]
     return summary
 
 
@@ -369,8 +374,16 @@ def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labe
             run["before_self_training"] = {"accuracy": teacher["accuracy"], "macro_f1": teacher["macro_f1"],
                                            "seconds": round(seconds, 2)}
             start = time.perf_counter() - seconds  # the evaluation of the teacher is not training time
-            model_dir, run["pseudo_labelled"] = train_student(args, unlabelled or train, sample, labels, seed,
-                                                              model_dir, work / f"seed{seed}-student")
+            earlier_rounds = []
+            for round_number in range(1, args.self_train_rounds + 1):
+                if round_number > 1:  # the last student's own figures, before it becomes the teacher
+                    paused = time.perf_counter()
+                    earlier_rounds.append(evaluate_model(model_dir, evaluation, labels, args))
+                    start += time.perf_counter() - paused
+                model_dir, run["pseudo_labelled"] = train_student(args, unlabelled or train, sample, labels, seed,
+                                                                  model_dir, work / f"seed{seed}-round{round_number}")
+            if earlier_rounds:
+                run["earlier_rounds"] = earlier_rounds
         seconds = time.perf_counter() - start
         metrics = evaluate_model(model_dir, evaluation, labels, args)
         run.update({"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "seconds": round(seconds, 2),
