@@ -58,7 +58,8 @@ def main() -> None:
     train = task.read(C3 / "c3-m-train.json", DataOptions()) + task.read(C3 / "c3-d-train.json", DataOptions())
     if args.train_limit:
         train = random.Random(0).sample(train, args.train_limit)
-    settings = dict(epochs=args.epochs, batch_size=8, learning_rate=args.learning_rate, max_length=args.max_length)
+    settings = dict(epochs=args.epochs, batch_size=8, learning_rate=args.learning_rate, max_length=args.max_length,
+                    group_by_length=True)
     record: dict = {"benchmark": "qa_c3", "model": args.model, "train_questions": len(train), "settings": settings,
                     "command": "python " + " ".join(sys.argv), "clue_baselines": CLUE_C3}
     with tempfile.TemporaryDirectory() as tmp:

@@ -115,6 +115,23 @@ def test_learns_a_rule_and_predicts_through_the_predictor(tmp_path: Path, tiny_b
         predictor.predict([{"context": "a", "question": "z", "choices": "b"}])
 
 
+def test_group_by_length_sorts_by_option_tokens_not_option_count(
+        tmp_path: Path, tiny_bert_dir: Path, tiny_vocab: Path) -> None:
+    task = get_task("multiple_choice")
+    tokenizer = tiny_tokenizer(tiny_vocab)
+    short = ChoiceExample(context="a", question="z", choices=["a", "b", "c", "d"], answer=0)
+    long = ChoiceExample(context="a b c d a b c d a b", question="z", choices=["a", "b"], answer=1)
+    short_feature, long_feature = encode_choices(tokenizer, [short, long], 32)
+    assert task.padded_length(long_feature) > task.padded_length(short_feature)
+    assert task.padded_length(long_feature) == max(len(ids) for ids in long_feature["input_ids"])
+    write_rule_data(tmp_path / "train.jsonl", 240, seed=0)
+    summary = finetune(FinetuneArgs(
+        task="multiple_choice", model=str(tiny_bert_dir), train=str(tmp_path / "train.jsonl"),
+        eval=str(tmp_path / "train.jsonl"), out=str(tmp_path / "mc"), epochs=12, batch_size=16,
+        learning_rate=3e-3, warmup_ratio=0.0, max_length=16, progress=False, seed=0, group_by_length=True))
+    assert summary["best"] >= 90.0
+
+
 def test_onnx_export_says_it_does_not_take_options(tmp_path: Path, tiny_bert_dir: Path) -> None:
     from nlpforge.compress.export import export_onnx
     from nlpforge.errors import ConfigError

@@ -307,7 +307,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     model.train()
     class_weights = task.class_weights(features, len(labels)) if args.class_weights and labels else None
     trained = nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
-    lengths = [len(feature["input_ids"]) for feature in features] if args.group_by_length else None
+    lengths = [task.padded_length(feature) for feature in features] if args.group_by_length else None
 
     steps_per_epoch = math.ceil(math.ceil(len(features) / args.batch_size) / args.grad_accum)
     total_steps = max(1, math.ceil(steps_per_epoch * args.epochs))

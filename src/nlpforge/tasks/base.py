@@ -57,6 +57,7 @@ class Task(Protocol):
     def encode(self, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Any], labels: list[str] | None,
                max_length: int, data: DataOptions) -> list[dict[str, Any]]: ...
     def collate(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]: ...
+    def padded_length(self, feature: dict[str, Any]) -> int: ...
 
     # training
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
@@ -104,6 +105,10 @@ class EncoderTask:
 
     def collate(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
         return collate_inputs(features, pad_id)
+
+    def padded_length(self, feature: dict[str, Any]) -> int:
+        """The T one feature asks ``collate`` to pad its batch to (``--group-by-length`` sorts by it)."""
+        return len(feature["input_ids"])
 
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v for k, v in batch.items() if k in MODEL_INPUTS}

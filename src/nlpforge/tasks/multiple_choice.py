@@ -196,6 +196,9 @@ class MultipleChoiceTask(SoftmaxLogitsTask, EncoderTask):
     def collate(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
         return collate_choices(features, pad_id)
 
+    def padded_length(self, feature: dict[str, Any]) -> int:
+        return max(len(ids) for ids in feature["input_ids"])  # the longest option's tokens (T_max)
+
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids",
                                                          "choice_mask")}
