@@ -82,6 +82,11 @@ def test_padded_options_do_not_change_scores(tmp_path: Path, tiny_vocab: Path) -
     together = task.choice_logits(model, base.tokenizer, [two, three], 16, 8)
     assert together[0].shape == (2,) and together[1].shape == (3,)
     assert_close(torch.from_numpy(together[0]), torch.from_numpy(alone), atol=1e-5, rtol=1e-5)
+    # batches run shortest first; every example still gets its own scores back, in input order
+    one_by_one = task.choice_logits(model, base.tokenizer, [two, three], 16, 1)
+    assert [len(s) for s in one_by_one] == [2, 3]
+    for single, joint in zip(one_by_one, together, strict=True):
+        assert_close(torch.from_numpy(single), torch.from_numpy(joint), atol=1e-5, rtol=1e-5)
     batch = collate_choices(encode_choices(base.tokenizer, [two, three], 16), 0)
     assert batch["choice_mask"].tolist() == [[True, True, False], [True, True, True]]
 

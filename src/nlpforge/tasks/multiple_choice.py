@@ -27,6 +27,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from nlpforge.config import ModelConfig
+from nlpforge.data.collate import length_sorted_batches
 from nlpforge.data.text import json_objects, read_text
 from nlpforge.errors import InputDataError
 from nlpforge.models.outputs import TaskOutput
@@ -209,16 +210,17 @@ class MultipleChoiceTask(SoftmaxLogitsTask, EncoderTask):
 
     def choice_logits(self, model: Any, tokenizer: PreTrainedTokenizerBase, examples: Sequence[ChoiceExample],
                       max_length: int, batch_size: int) -> list[np.ndarray]:
-        """Per example its (C,) option scores."""
+        """Per example its (C,) option scores; batches group examples of similar length (less padding)."""
         features = encode_choices(tokenizer, examples, max_length)
         model.eval()
-        scores: list[np.ndarray] = []
+        scores: list[np.ndarray] = [np.empty(0)] * len(features)
         with torch.inference_mode():
-            for first in range(0, len(features), batch_size):
-                chunk = features[first:first + batch_size]
+            for rows in length_sorted_batches([self.padded_length(f) for f in features], batch_size):
+                chunk = [features[i] for i in rows]
                 batch = self.model_inputs(collate_choices(chunk, tokenizer.pad_token_id))
-                logits = model(**batch).logits.float().numpy()
-                scores += [row[:len(f["input_ids"])] for row, f in zip(logits, chunk, strict=True)]
+                logits = model(**batch).logits.float().numpy()  # (B, C_max)
+                for i, row, feature in zip(rows, logits, chunk, strict=True):
+                    scores[i] = row[:len(feature["input_ids"])]
         return scores
 
     def evaluate(self, model: Any, tokenizer: PreTrainedTokenizerBase, examples: Sequence[ChoiceExample],
