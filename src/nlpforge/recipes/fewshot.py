@@ -106,9 +106,11 @@ def write_sample(path: Path, sample: list[Any]) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def train_by_finetuning(args: FewshotArgs, sample: list[Any], labels: list[str], seed: int, out: Path) -> Path:
+def train_by_finetuning(args: FewshotArgs, sample: list[Any], labels: list[str], seed: int, out: Path,
+                        group_by_length: bool = False, pooling: str = "cls") -> Path:
     """finetune / lora / prompt / deep-prompt: the fine-tuning recipe on the sample, keeping the last model
-    (no dev set)."""
+    (no dev set). ``group_by_length`` and ``pooling``: as ``nlpforge train --group-by-length
+    --classifier-pooling`` (the self-training student's thousands of examples of varied length)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     sample_file = out.parent / f"{out.name}.sample.jsonl"
     write_sample(sample_file, sample)
@@ -121,6 +123,7 @@ def train_by_finetuning(args: FewshotArgs, sample: list[Any], labels: list[str],
         batch_size=args.batch_size or DEFAULT_BATCH_SIZE[args.method],
         learning_rate=args.learning_rate or DEFAULT_LEARNING_RATE[args.method], warmup_ratio=0.1,
         max_length=args.max_length, seed=seed, save_every=10**9, log_every=10**9, progress=False,
+        group_by_length=group_by_length, classifier_pooling=pooling,
         lora_r=args.lora_r if args.method == "lora" else 0, lora_targets=args.lora_targets,
         prompt_tuning=args.method if args.method in PROMPT_KINDS else "none", prompt_length=args.prompt_length,
         data=data))
@@ -353,7 +356,7 @@ def train_student(args: FewshotArgs, texts: list[Any], sample: list[Any], labels
     shutil.rmtree(teacher_dir, ignore_errors=True)
     student = dataclasses.replace(args, method="finetune", epochs=args.self_train_epochs,
                                   batch_size=SELF_TRAIN_BATCH_SIZE, learning_rate=DEFAULT_LEARNING_RATE["finetune"])
-    return train_by_finetuning(student, sample + pseudo, labels, seed, out), len(pseudo)
+    return train_by_finetuning(student, sample + pseudo, labels, seed, out, group_by_length=True), len(pseudo)
 
 
 def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labels: list[str], out: Path,
