@@ -268,6 +268,11 @@ def test_fewshot_self_training_reports_the_teacher_and_serves_the_student(
     write_classification(tmp_path / "train.tsv", 60, seed=0)
     write_classification(tmp_path / "dev.tsv", 30, seed=1)
     out = tmp_path / "fs"
+    from nlpforge.recipes import fewshot
+
+    grouped = []  # per fine-tuning run: batched by length? (the students are, the K-shot teacher is not)
+    real_finetune = fewshot.finetune
+    monkeypatch.setattr(fewshot, "finetune", lambda args: grouped.append(args.group_by_length) or real_finetune(args))
     code, _, stderr = run_cli(
         monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
         tmp_path / "train.tsv", "--eval", tmp_path / "dev.tsv", "--k", "4", "--seeds", "1", "--epochs", "2",
@@ -282,6 +287,7 @@ def test_fewshot_self_training_reports_the_teacher_and_serves_the_student(
     assert len(run["earlier_rounds"]) == 1 and 0 <= run["earlier_rounds"][0]["accuracy"] <= 100
     assert result["earlier_rounds"][0]["mean_accuracy"] == run["earlier_rounds"][0]["accuracy"]
     assert load_checkpoint(out / "model").meta["labels"] == ["0", "1"]
+    assert grouped == [False, True, True]
     code, _, stderr = run_cli(
         monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
         tmp_path / "dev.tsv", "--eval", tmp_path / "dev.tsv", "--examples", "29", "--seeds", "1",
