@@ -2,6 +2,7 @@
 
     python benchmarks/qa_c3.py                                   # all of c3-m and c3-d train, 2 epochs
     python benchmarks/qa_c3.py --train-limit 2000 --epochs 1     # a slice (CPU)
+    python benchmarks/qa_c3.py --device cuda                     # all of train on a GPU
 
 Trains ``nlpforge train --task multiple_choice`` (e5-small-zhen by default) on the C3 training
 questions (mixed-genre ``m`` and dialogue ``d`` files joined), evaluates on both dev files
@@ -47,10 +48,12 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=3e-5)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "qa_c3.json")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (nlpforge train --device)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from machine import machine_record
     from nlpforge.checkpoint import load_checkpoint
+    from nlpforge.device import resolve_device
     from nlpforge.recipes.finetune import FinetuneArgs, finetune
     from nlpforge.tasks import DataOptions, get_task
 
@@ -61,15 +64,17 @@ def main() -> None:
     settings = dict(epochs=args.epochs, batch_size=8, learning_rate=args.learning_rate, max_length=args.max_length,
                     group_by_length=True)
     record: dict = {"benchmark": "qa_c3", "model": args.model, "train_questions": len(train), "settings": settings,
+                    "device": args.device,
                     "command": "python " + " ".join(sys.argv), "clue_baselines": CLUE_C3}
     with tempfile.TemporaryDirectory() as tmp:
         write_jsonl(train, Path(tmp) / "train.jsonl")
         start = time.perf_counter()
         finetune(FinetuneArgs(task="multiple_choice", model=args.model, train=str(Path(tmp) / "train.jsonl"),
                               out=str(Path(tmp) / "model"), progress=False, save_every=10**9, log_every=100,
-                              **settings))
+                              device=args.device, **settings))
         record["train_seconds"] = round(time.perf_counter() - start, 1)
         loaded = load_checkpoint(Path(tmp) / "model")
+        loaded.model.to(resolve_device(args.device))
         right = total = 0
         record["dev"] = {}
         for name in ("c3-m-dev.json", "c3-d-dev.json"):

@@ -160,8 +160,9 @@ def load_checkpoint(
 
 
 def nlpforge_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's weights under the names the converters expect (a bare encoder gets ``encoder.``)."""
-    state = model.state_dict()
+    """The model's weights, on the CPU, under the names the converters expect (a bare encoder gets
+    ``encoder.``)."""
+    state = {key: value.cpu() for key, value in model.state_dict().items()}
     if isinstance(model, BertModel):
         return {f"encoder.{k}": v for k, v in state.items()}
     return dict(state)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from nlpforge.data.collate import collate_inputs, length_sorted_batches
+from nlpforge.device import model_device, to_cpu, to_device
 
 
 @torch.inference_mode()
@@ -18,8 +19,11 @@ def forward_batches(
     """Yield (feature indices, model output) per batch; batches group features of similar length.
 
     Targets (labels, positions) are not passed, so the model computes no loss; torch models run
-    their packed inference path (real tokens only).
+    their packed inference path (real tokens only). The batch goes to the model's device and the
+    output comes back to the CPU.
     """
     model.eval()
+    device = model_device(model)
     for rows in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
-        yield rows, model(**collate_inputs([features[i] for i in rows], pad_id), packed=True)
+        batch = to_device(collate_inputs([features[i] for i in rows], pad_id), device)
+        yield rows, to_cpu(model(**batch, packed=True))

@@ -113,7 +113,7 @@ def prompt_kind(model: nn.Module) -> str | None:
 
 def trained_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """The prompt and the head: what a prompt directory stores."""
-    return {name: p.detach().contiguous() for name, p in model.named_parameters()
+    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters()
             if name.startswith(("encoder.prompt.", "head."))}
 
 

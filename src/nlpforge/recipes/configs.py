@@ -56,6 +56,8 @@ class FinetuneArgs:
     early_stopping: int = setting(0, "Stop after N evaluations without gain (0: never).")
     seed: int = setting(42, "Random seed.")
     bf16: bool = setting(False, "bfloat16 autocast.")
+    device: str = setting("cpu", "Where to train and evaluate: cpu, cuda (cuda:N) or auto (a GPU when torch "
+                                 "sees one).")
     class_weights: bool = setting(False, "Weight classes by inverse frequency.")
     lm_loss_weight: float = setting(0.0, "GPT-style auxiliary LM loss weight lambda (decoders only).")
     group_by_length: bool = setting(False, "Batch examples of similar length together: less padding, faster "

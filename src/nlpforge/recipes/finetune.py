@@ -35,6 +35,7 @@ from tqdm import tqdm
 from nlpforge.adapt.lora import LoraSettings, add_lora, parameter_counts, save_adapter
 from nlpforge.adapt.prompt import attach_prompt, prompt_kind, save_prompt
 from nlpforge.checkpoint import TRAINING_STATE, load_checkpoint, save_checkpoint, write_directory_atomically
+from nlpforge.device import resolve_device, to_device
 from nlpforge.errors import ConfigError
 from nlpforge.recipes.configs import FinetuneArgs
 from nlpforge.tasks import Task, get_task, task_model_from_encoder, with_lm_loss
@@ -267,6 +268,10 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     run = Run()
+    device = resolve_device(args.device)
+    if run.world > 1 and device.type != "cpu":
+        raise ConfigError(f"--device {args.device}: several processes train on the CPU (gloo); on a GPU run one "
+                          "process")
     task = get_task(args.task)
     if not task.finetunes:
         raise ConfigError(f"--task {task.name}: trained by nlpforge fewshot --method {task.name}, not by train")
@@ -304,8 +309,10 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         model = add_lora(model, LoraSettings(args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_targets))
     if args.prompt_tuning != "none":  # frozen body + a trainable prompt; the head trains in full
         attach_prompt(model, args.prompt_tuning, args.prompt_length)
-    model.train()
+    model.to(device).train()
     class_weights = task.class_weights(features, len(labels)) if args.class_weights and labels else None
+    if class_weights is not None:
+        class_weights = class_weights.to(device)
     trained = nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
     lengths = [task.padded_length(feature) for feature in features] if args.group_by_length else None
 
@@ -336,13 +343,14 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
     bar = tqdm(total=total_steps, initial=state.step, desc=f"train {task.name}", unit="step",
                disable=not (args.progress and run.main), dynamic_ncols=True)
     progress = Progress(run, bar, out, tracker)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
     stopped = False
     loop_start, tokens_trained = time.perf_counter(), 0  # this process's run (since the resume point)
     while state.step < total_steps and not stopped:
         batches = epoch_batches(len(features), args.batch_size, args.seed, state.epoch, lengths)
         for index in range(state.batch, len(batches)):
-            batch = task.collate([features[i] for i in run.shard(batches[index])], base.tokenizer.pad_token_id)
+            batch = to_device(task.collate([features[i] for i in run.shard(batches[index])],
+                                           base.tokenizer.pad_token_id), device)
             with autocast:
                 output = trained(**objective.model_inputs(batch))
                 loss = objective.loss(output, batch, class_weights) / args.grad_accum
@@ -396,7 +404,7 @@ def save_resume(directory: Path, model: nn.Module, optimizer: Any, scheduler: An
     """Everything needed to continue exactly where the run is; state.json is written last."""
 
     def write(tmp: Path) -> None:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        save_file({k: v.cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps(dataclasses.asdict(state)) + "\n", encoding="utf-8")

@@ -29,6 +29,7 @@ from transformers import PreTrainedTokenizerBase
 from nlpforge.config import ModelConfig
 from nlpforge.data.collate import length_sorted_batches
 from nlpforge.data.text import json_objects, read_text
+from nlpforge.device import model_device, to_device
 from nlpforge.errors import InputDataError
 from nlpforge.models.outputs import TaskOutput
 from nlpforge.tasks.base import DataOptions, EncoderTask, SoftmaxLogitsTask
@@ -213,12 +214,13 @@ class MultipleChoiceTask(SoftmaxLogitsTask, EncoderTask):
         """Per example its (C,) option scores; batches group examples of similar length (less padding)."""
         features = encode_choices(tokenizer, examples, max_length)
         model.eval()
+        device = model_device(model)
         scores: list[np.ndarray] = [np.empty(0)] * len(features)
         with torch.inference_mode():
             for rows in length_sorted_batches([self.padded_length(f) for f in features], batch_size):
                 chunk = [features[i] for i in rows]
-                batch = self.model_inputs(collate_choices(chunk, tokenizer.pad_token_id))
-                logits = model(**batch).logits.float().numpy()  # (B, C_max)
+                batch = to_device(self.model_inputs(collate_choices(chunk, tokenizer.pad_token_id)), device)
+                logits = model(**batch).logits.float().cpu().numpy()  # (B, C_max)
                 for i, row, feature in zip(rows, logits, chunk, strict=True):
                     scores[i] = row[:len(feature["input_ids"])]
         return scores
