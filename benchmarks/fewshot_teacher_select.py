@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import random
 import statistics
 import sys
 import tempfile
@@ -44,27 +43,17 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
 
-    from fewshot_compare import DATASETS, SHARED, backbone_path
+    from fewshot_compare import DATASETS, held_out_setting
     from machine import machine_record
     from nlpforge.adapt.sampling import sample_per_class, sample_stratified
     from nlpforge.adapt.self_training import confident_balanced, unlabelled_pool
-    from nlpforge.data.options import DataOptions
     from nlpforge.predictor import Predictor
     from nlpforge.recipes import fewshot
-    from nlpforge.recipes.configs import FewshotArgs
-    from nlpforge.tasks import get_task
 
     torch.set_num_threads(args.threads)
-    backbone_name, train_file, eval_file, data_fields = DATASETS[args.dataset]
-    data = DataOptions(**data_fields)
-    train = list(get_task("classify").read(SHARED / "data" / train_file, data))
-    random.Random(0).shuffle(train)
-    evaluation, train = train[: args.holdout], train[args.holdout:]
-    labels = get_task("classify").label_names(train, None)
-    base_args = FewshotArgs(method="finetune", model=backbone_path(backbone_name),
-                            train=str(SHARED / "data" / train_file), eval=str(SHARED / "data" / eval_file),
-                            out="unused", seeds=1, progress=False, data=data,
-                            **({"k": "", "examples": args.examples} if args.examples else {"k": str(args.k)}))
+    train_file = DATASETS[args.dataset][1]
+    base_args, train, evaluation, labels = held_out_setting(args.dataset, args.holdout, "finetune", args.k,
+                                                            args.examples)
     methods = args.methods.split(",")
     out_file = args.out or ROOT / "benchmarks" / "results" / f"fewshot_{args.dataset}_teacher_select.json"
     report: dict[str, Any] = {"benchmark": "fewshot_teacher_select", "dataset": args.dataset,
