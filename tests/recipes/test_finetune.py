@@ -104,6 +104,14 @@ def test_group_by_length_training_learns(tiny_bert_dir: Path, tmp_path: Path) ->
     assert summary["best"] >= 80
 
 
+@pytest.mark.parametrize(("task", "given", "expected"), [("span_qa", 0, 384), ("classify", 0, 128), ("tag", 0, 128),
+                                                      ("span_qa", 256, 256)])
+def test_max_length_defaults_per_task(task: str, given: int, expected: int) -> None:
+    # QA contexts need a window that holds most paragraphs whole; a given length is kept as it is
+    args = FinetuneArgs(task=task, model="m", train="t", out="o", max_length=given)
+    assert args.max_length == expected
+
+
 def test_early_stopping_and_keep_best(tiny_bert_dir: Path, tmp_path: Path) -> None:
     summary = finetune(classify_args(tiny_bert_dir, tmp_path, "early", epochs=30, learning_rate=1e-6,
                                      early_stopping=2, eval_every=1))

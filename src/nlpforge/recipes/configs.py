@@ -16,6 +16,9 @@ from nlpforge.tracking import TRACKERS
 QUANTIZE_MODES = ("int8", "int8-static", "none")
 PROMPT_TUNING = ("none", "prompt", "deep-prompt")
 CLASSIFIER_POOLING = ("cls", "mean")
+# --max-length 0 of `train`: per task; a span_qa context longer than its window is read in overlapping
+# pieces, and at 128 most SQuAD paragraphs would be (one in eight still is at 256, one in fifty at 384)
+TASK_MAX_LENGTH = {"span_qa": 384}
 TRACK_HELP = ("none, or mlflow: log parameters, metrics and the model to MLflow (MLFLOW_TRACKING_URI, "
               "default ./mlruns).")
 
@@ -49,7 +52,8 @@ class FinetuneArgs:
     weight_decay: float = setting(0.01, "AdamW weight decay (none on biases and LayerNorm).")
     warmup_ratio: float = setting(0.1, "Share of the steps warming the learning rate up.")
     max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
-    max_length: int = setting(128, "Tokens per example.")
+    max_length: int = setting(0, "Tokens per example (0: the task's default, 384 for span_qa, whose contexts a "
+                                 "shorter window splits, else 128).")
     eval_every: int = setting(0, "Evaluate every N optimizer steps (0: at epoch ends).")
     save_every: int = setting(200, "Write the resume state every N optimizer steps.")
     log_every: int = setting(20, "Log to metrics.jsonl every N optimizer steps.")
@@ -86,6 +90,7 @@ class FinetuneArgs:
 
     def __post_init__(self) -> None:
         self.data = _data_options(self.data)
+        self.max_length = self.max_length or TASK_MAX_LENGTH.get(self.task, 128)
         if self.track not in TRACKERS:
             raise ConfigError(f"--track {self.track!r}: choose one of {', '.join(TRACKERS)}")
         _check_positive(self, ("batch_size", "grad_accum", "max_length", "save_every", "log_every",
