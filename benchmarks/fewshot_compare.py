@@ -64,31 +64,19 @@ def backbone_path(name: str) -> str:
     return str(SHARED / "models" / "multilingual-e5-small-zhen")
 
 
-def setfit_isolated(backbone: str, sample: list[Any], evaluation: list[Any], labels: list[str], seed: int,
-                    iterations: int, threads: int) -> dict:
-    """``setfit_run`` in a fresh process: resident memory grows from one SetFit training to the next in
-    one process (to 12 GB by the second 50-example ChnSentiCorp run, each step then 7x slower), so
-    every seed gets its own."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(setfit_run, backbone, sample, evaluation, labels, seed, iterations, threads).result()
-
-
 def setfit_run(backbone: str, sample: list[Any], evaluation: list[Any], labels: list[str], seed: int,
-               iterations: int, threads: int = 0) -> dict:
+               iterations: int, max_length: int = 0) -> dict:
     """The SetFit library with its defaults on one sample (``iterations`` > 0: that many pairs per
-    example and iteration instead of the default oversampling); accuracy on the evaluation examples."""
-    import torch
+    example and iteration instead of the default oversampling; ``max_length`` > 0: texts cut to that
+    many tokens instead of the backbone's 512); accuracy on the evaluation examples."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
     from sklearn.metrics import accuracy_score, f1_score
 
-    if threads:
-        torch.set_num_threads(threads)
     start = time.perf_counter()
     model = SetFitModel.from_pretrained(backbone)
+    if max_length:
+        model.model_body.max_seq_length = max_length
     train = Dataset.from_dict({"text": [e.text for e in sample], "label": [labels.index(e.label) for e in sample]})
     with tempfile.TemporaryDirectory() as tmp:  # the Trainer's output_dir (checkpoints)
         pairs = {"num_iterations": iterations} if iterations else {}
@@ -122,6 +110,9 @@ def main() -> None:
                         help="SetFit draws this many positive and negative pairs per example (its num_iterations; "
                         "nlpforge's --pair-iterations is 20) instead of oversampling every unique pair (0: the "
                         "library default; with many classes it draws tens of thousands of pairs)")
+    parser.add_argument("--setfit-max-length", type=int, default=0,
+                        help="SetFit reads this many tokens per text, e.g. 128 as nlpforge's methods do (0: the "
+                        "backbone's limit, 512 for e5: long reviews then make a step 6x slower and 17 GB big)")
     parser.add_argument("--cloze-model", type=Path, default=CLOZE_MODEL, help="masked-LM backbone of --method cloze")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -160,6 +151,7 @@ def main() -> None:
                               "self_train_rounds": args.self_train_rounds,
                               "setfit_pairs": (f"num_iterations={args.setfit_iterations}" if args.setfit_iterations
                                                else "library default (oversampling)"),
+                              "setfit_max_length": args.setfit_max_length or "backbone default",
                               "command": "python " + " ".join(sys.argv), "settings": []}
     for kind, value in settings:
         entry: dict[str, Any] = {kind: value, "methods": {}}
@@ -170,8 +162,8 @@ def main() -> None:
                 for seed in range(args.seeds):
                     sample = (sample_per_class(train, value, seed, train_file) if kind == "k"
                               else sample_stratified(train, value, seed, train_file))
-                    runs.append(setfit_isolated(backbone, sample, evaluation, labels, seed, args.setfit_iterations,
-                                                args.threads))
+                    runs.append(setfit_run(backbone, sample, evaluation, labels, seed, args.setfit_iterations,
+                                           args.setfit_max_length))
                     print(json.dumps({kind: value, "method": method, **runs[-1]}), file=sys.stderr, flush=True)
                 result = {"runs": runs, **summary_of(runs)}
             else:
