@@ -193,13 +193,17 @@ def cqa_ask(
     reranker: Annotated[str | None, typer.Option(help="classify checkpoint trained on question pairs (e.g. "
                                                        "AFQMC) that re-ranks the candidates.")] = None,
     candidates: Annotated[int, typer.Option(min=1, help="FAQ questions retrieved per question.")] = 20,
+    rank_weight: Annotated[float | None, typer.Option(
+        min=0.0, help="With --reranker: log-probability points a candidate loses per retrieval rank (0: the "
+                      "re-ranker alone; default 0.1, chosen on AFQMC train).")] = None,
 ) -> None:
-    """JSON lines: answer, matched question, score, source line, alternatives."""
+    """JSON lines: answer, matched question, score, probability, retrieval rank, source line, alternatives."""
     from nlpforge.predictor import Predictor
-    from nlpforge.qa.cqa import CommunityQA
+    from nlpforge.qa.cqa import RANK_WEIGHT, CommunityQA
     from nlpforge.qa.index import QAIndex
 
-    qa = CommunityQA(QAIndex.load(index_dir), Predictor.load(reranker) if reranker else None, candidates)
+    qa = CommunityQA(QAIndex.load(index_dir), Predictor.load(reranker) if reranker else None, candidates,
+                     RANK_WEIGHT if rank_weight is None else rank_weight)
     _print_answers(question, qa.ask_many(question))
 
 

@@ -12,7 +12,7 @@ from conftest import run_cli
 from nlpforge.errors import ConfigError, InputDataError
 from nlpforge.qa import load_qa_system
 from nlpforge.qa.answer import DocumentQA
-from nlpforge.qa.cqa import CommunityQA, build_faq_index, evaluate_pairs, read_faq
+from nlpforge.qa.cqa import CommunityQA, build_faq_index, evaluate_pairs, fused_score, read_faq
 from nlpforge.qa.index import QAIndex
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,6 +60,29 @@ def test_faq_answers_come_from_the_most_similar_question(tmp_path: Path, monkeyp
 
     code, stdout, stderr = run_cli(monkeypatch, capsys, "cqa", "ask", tmp_path / "index", "da de")
     assert code == 0 and json.loads(stdout)["answer"] == "answer three", stderr
+
+
+def test_rank_weight_trades_the_classifier_against_retrieval_order(tmp_path: Path, monkeypatch, capsys) -> None:
+    (tmp_path / "faq.tsv").write_text(FAQ, encoding="utf-8")
+    build_faq_index(tmp_path / "faq.tsv", tmp_path / "index", "bm25", progress=False)
+    index = QAIndex.load(tmp_path / "index")
+    # retrieval puts "ba be bi bo" first (rank 0), "ca ce ci co" second (rank 1)
+    stub = StubClassifier({("ba be ce", "ba be bi bo"): 0.5, ("ba be ce", "ca ce ci co"): 0.8})
+    entries = CommunityQA(index, stub, candidates=3).candidates_of(["ba be ce"])[0]
+    assert [e["passage"].text for e in entries[:2]] == ["ba be bi bo", "ca ce ci co"]
+    assert [e["rank"] for e in entries] == [0, 1] and entries[1]["probability"] == 0.8  # "da .." shares no word
+    # log 0.8 - w > log 0.5  <=>  w < log 1.6 = 0.47
+    assert CommunityQA(index, stub, 3, rank_weight=0.0).ask("ba be ce")["answer"] == "answer two"
+    assert CommunityQA(index, stub, 3, rank_weight=0.4).ask("ba be ce")["answer"] == "answer two"
+    top = CommunityQA(index, stub, 3, rank_weight=0.5).ask("ba be ce")
+    assert top["answer"] == "answer one" and top["retrieval_rank"] == 0 and top["probability"] == 0.5
+    assert top["score"] == pytest.approx(fused_score(0.5, 0, 0.5), abs=1e-4)
+    assert fused_score(0.5, 1, 0.5) == pytest.approx(-1.1931, abs=1e-4)
+    assert fused_score(0.0, 2, 0.1) == pytest.approx(-27.631 - 0.2, abs=1e-3)  # floored, not -inf
+    with pytest.raises(ConfigError, match="rank_weight must be >= 0"):
+        CommunityQA(index, stub, 3, rank_weight=-1.0)
+    code, _, stderr = run_cli(monkeypatch, capsys, "cqa", "ask", tmp_path / "index", "da de", "--rank-weight", "-1")
+    assert code != 0 and "rank-weight" in stderr
 
 
 def test_pair_metrics_accuracy_p_at_1_and_mrr() -> None:

@@ -5,14 +5,19 @@ indexed like documents, one passage per FAQ question (BM25, dense or hybrid: ``q
 with the answers beside it (``answers.jsonl``). A question retrieves ``candidates`` FAQ questions;
 a pair classifier (any ``classify`` checkpoint trained on question pairs, e.g. AFQMC:
 ``nlpforge train --task classify --text-column 0 --text-pair-column 1 --label-column 2``) scores
-each (user question, FAQ question) pair and the most probable match answers. Without a
-classifier the retrieval order decides. ``evaluate_pairs`` measures a classifier on labelled
+each (user question, FAQ question) pair, and the candidate of the best fused score answers:
+
+    score = log P(same | question, candidate) - rank_weight x (the candidate's 0-based retrieval rank)
+
+(rank_weight 0: the classifier alone; large: retrieval's order, the classifier breaking no ties).
+Without a classifier the retrieval order decides. ``evaluate_pairs`` measures a classifier on labelled
 pairs: accuracy, and P@1 / MRR over the groups of pairs that share their first question.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +30,9 @@ from nlpforge.qa.index import QAIndex, index_passages
 
 ANSWERS_FILE = "answers.jsonl"
 POSITIVE_LABELS = ("1", "true", "yes", "similar", "same")
+# log-probability points a candidate loses per retrieval rank; chosen on AFQMC train questions
+# (benchmarks/qa_cqa_afqmc.py --select-on-train), where the classifier alone ranked below retrieval
+RANK_WEIGHT = 0.1
 
 
 def read_faq(path: str | Path, encoding: str = "utf-8") -> list[tuple[int, str, str]]:
@@ -75,14 +83,17 @@ def positive_index(labels: Sequence[str] | None, path: str) -> int:
 class CommunityQA:
     """An FAQ index and an optional pair classifier (a ``Predictor`` of a classify model)."""
 
-    def __init__(self, index: QAIndex, classifier: Any | None = None, candidates: int = 20) -> None:
+    def __init__(self, index: QAIndex, classifier: Any | None = None, candidates: int = 20,
+                 rank_weight: float = RANK_WEIGHT) -> None:
         if index.kind != "faq":
             raise ConfigError(f"{index.directory}: is a document index; community QA needs an FAQ index "
                               "(`nlpforge cqa index FAQ.tsv --out DIR`)")
         if classifier is not None and classifier.task != "classify":
             raise ConfigError(f"{classifier.path}: is a {classifier.task or 'bare encoder'} model; the re-ranker "
                               "must be a classify model trained on question pairs")
-        self.index, self.classifier, self.candidates = index, classifier, candidates
+        if rank_weight < 0:
+            raise ConfigError(f"rank_weight must be >= 0, got {rank_weight}")
+        self.index, self.classifier, self.candidates, self.rank_weight = index, classifier, candidates, rank_weight
         self.positive = positive_index(classifier.labels, classifier.path) if classifier is not None else None
         self.answers = [json.loads(line) for line in
                         (index.directory / ANSWERS_FILE).read_text(encoding="utf-8").splitlines()]
@@ -93,25 +104,44 @@ class CommunityQA:
         predicted = self.classifier.predict([{"text": a, "text_pair": b} for a, b in pairs])
         return [p["scores"][label] for p in predicted]
 
-    def ask_many(self, questions: Sequence[str]) -> list[dict[str, Any]]:
-        results = []
+    def candidates_of(self, questions: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """Per question, its retrieved FAQ entries in retrieval order: ``passage``, ``retrieval_score``,
+        ``rank`` (0-based) and, with a classifier, ``probability`` (that the pair asks the same thing)."""
+        found = []
         for question in questions:
             hits = self.index.search(question, self.candidates)
-            if not hits:
-                results.append({"answer": "", "matched_question": None, "score": None, "alternatives": []})
-                continue
-            if self.classifier is not None:
-                scores = self.match_scores([(question, passage.text) for passage, _ in hits])
-                ranked = sorted(zip(hits, scores, strict=True), key=lambda item: -item[1])
-            else:
-                ranked = [(hit, hit[1]) for hit in hits]
-            (best, retrieval_score), score = ranked[0]
-            results.append({"answer": self.answers[best.id], "matched_question": best.text,
-                            "score": round(float(score), 4), "retrieval_score": round(retrieval_score, 4),
-                            "source": best.document,
-                            "alternatives": [{"question": p.text, "answer": self.answers[p.id],
-                                              "score": round(float(s), 4)} for (p, _), s in ranked[1:4]]})
-        return results
+            entries = [{"passage": passage, "retrieval_score": score, "rank": rank}
+                       for rank, (passage, score) in enumerate(hits)]
+            if self.classifier is not None and entries:
+                probabilities = self.match_scores([(question, passage.text) for passage, _ in hits])
+                for entry, probability in zip(entries, probabilities, strict=True):
+                    entry["probability"] = probability
+            found.append(entries)
+        return found
+
+    def ask_many(self, questions: Sequence[str]) -> list[dict[str, Any]]:
+        return [self.answer_from(entries) for entries in self.candidates_of(questions)]
+
+    def answer_from(self, entries: Sequence[dict[str, Any]], rank_weight: float | None = None) -> dict[str, Any]:
+        """The answer of the best of one question's candidates (``candidates_of``): by the fused score
+        with a classifier (``rank_weight``: this instance's by default), else by retrieval order."""
+        if not entries:
+            return {"answer": "", "matched_question": None, "score": None, "alternatives": []}
+        weight = self.rank_weight if rank_weight is None else rank_weight
+        if "probability" in entries[0]:
+            scored = [(fused_score(e["probability"], e["rank"], weight), e) for e in entries]
+            ranked = sorted(scored, key=lambda item: -item[0])  # stable: equal scores keep retrieval order
+        else:
+            ranked = [(e["retrieval_score"], e) for e in entries]
+        (score, best), rest = ranked[0], ranked[1:4]
+        answer = {"answer": self.answers[best["passage"].id], "matched_question": best["passage"].text,
+                  "score": round(float(score), 4), "retrieval_score": round(best["retrieval_score"], 4),
+                  "retrieval_rank": best["rank"], "source": best["passage"].document,
+                  "alternatives": [{"question": e["passage"].text, "answer": self.answers[e["passage"].id],
+                                    "score": round(float(s), 4)} for s, e in rest]}
+        if "probability" in best:
+            answer["probability"] = round(best["probability"], 4)
+        return answer
 
     def ask(self, question: str) -> dict[str, Any]:
         return self.ask_many([question])[0]
@@ -124,7 +154,14 @@ class CommunityQA:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "faq", "index": str(self.index.directory), "questions": len(self.index.passages),
-                "retriever": self.index.retriever, "reranker": self.classifier.path if self.classifier else None}
+                "retriever": self.index.retriever, "reranker": self.classifier.path if self.classifier else None,
+                "rank_weight": self.rank_weight if self.classifier else None}
+
+
+def fused_score(probability: float, rank: int, rank_weight: float) -> float:
+    """log P(same) - rank_weight x rank: the classifier's belief, discounted by how far down retrieval
+    found the candidate (probabilities floored at 1e-12: a certain "different" is not minus infinity)."""
+    return math.log(max(probability, 1e-12)) - rank_weight * rank
 
 
 def evaluate_pairs(classifier: Any, pairs: Sequence[tuple[str, str, str]], batch: int = 256) -> dict[str, Any]:
