@@ -195,7 +195,7 @@ def cqa_ask(
     candidates: Annotated[int, typer.Option(min=1, help="FAQ questions retrieved per question.")] = 20,
     rank_weight: Annotated[float | None, typer.Option(
         min=0.0, help="With --reranker: log-probability points a candidate loses per retrieval rank (0: the "
-                      "re-ranker alone; default 0.1, chosen on AFQMC train).")] = None,
+                      "re-ranker alone; default 0.02, chosen on AFQMC train).")] = None,
 ) -> None:
     """JSON lines: answer, matched question, score, probability, retrieval rank, source line, alternatives."""
     from nlpforge.predictor import Predictor
