@@ -106,6 +106,8 @@ def main() -> None:
                         help="nlpforge's methods self-train on N unlabelled rows of the train split (0: off)")
     parser.add_argument("--self-train-rounds", type=int, default=1,
                         help="self-training rounds (each later round's teacher is the last student)")
+    parser.add_argument("--self-train-sample-repeats", type=int, default=1,
+                        help="the self-training student sees the labelled sample this many times per epoch")
     parser.add_argument("--setfit-iterations", type=int, default=0,
                         help="SetFit draws this many positive and negative pairs per example (its num_iterations; "
                         "nlpforge's --pair-iterations is 20) instead of oversampling every unique pair (0: the "
@@ -149,6 +151,7 @@ def main() -> None:
                               "train": train_file, "report_split": report_split, "eval_examples": len(evaluation),
                               "seeds": args.seeds, "self_train": args.self_train,
                               "self_train_rounds": args.self_train_rounds,
+                              "self_train_sample_repeats": args.self_train_sample_repeats,
                               "setfit_pairs": (f"num_iterations={args.setfit_iterations}" if args.setfit_iterations
                                                else "library default (oversampling)"),
                               "setfit_max_length": args.setfit_max_length or "backbone default",
@@ -173,7 +176,8 @@ def main() -> None:
                                                train=str(SHARED / "data" / train_file),
                                                eval=str(SHARED / "data" / eval_file), out=tmp, seeds=args.seeds,
                                                progress=False, data=data, self_train=args.self_train,
-                                               self_train_rounds=args.self_train_rounds, **cloze,
+                                               self_train_rounds=args.self_train_rounds,
+                                               self_train_sample_repeats=args.self_train_sample_repeats, **cloze,
                                                **{kind: value})
                     result = run_setting(fewshot_args, train, evaluation, labels, Path(tmp),
                                          value if kind == "k" else None)

@@ -295,6 +295,31 @@ def test_fewshot_self_training_reports_the_teacher_and_serves_the_student(
     assert code == 2 and "--self-train needs unlabelled texts beyond the sample, but only 1 are there" in stderr
 
 
+def test_self_training_student_sees_the_sample_repeated(
+        tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    write_classification(tmp_path / "train.tsv", 40, seed=0)
+    from nlpforge.recipes import fewshot
+
+    rows = []  # per fine-tuning run: the lines of the file it trains on
+    real_finetune = fewshot.finetune
+    monkeypatch.setattr(fewshot, "finetune", lambda args: rows.append(
+        Path(args.train).read_text(encoding="utf-8").splitlines()) or real_finetune(args))
+    code, _, stderr = run_cli(
+        monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
+        tmp_path / "train.tsv", "--eval", tmp_path / "train.tsv", "--k", "4", "--seeds", "1", "--epochs", "1",
+        "--self-train", "20", "--self-train-epochs", "1", "--self-train-sample-repeats", "3", "--out",
+        tmp_path / "fs", "--no-progress")
+    assert code == 0, stderr
+    teacher, student = rows
+    assert len(teacher) == 8 and len(student) == 3 * 8 + 10  # the sample three times, half the pool of 20
+    assert student[:24] == teacher * 3
+    code, _, stderr = run_cli(
+        monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
+        tmp_path / "train.tsv", "--eval", tmp_path / "train.tsv", "--k", "4", "--self-train", "20",
+        "--self-train-sample-repeats", "0", "--out", tmp_path / "o2", "--no-progress")
+    assert code == 2 and "--self-train-sample-repeats >= 1" in stderr
+
+
 def test_fewshot_self_training_labels_the_unlabelled_file(
         tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     write_classification(tmp_path / "train.tsv", 20, seed=0)

@@ -291,6 +291,9 @@ class FewshotArgs:
     self_train_epochs: float = setting(2.0, "Self-training: the student's epochs.")
     self_train_rounds: int = setting(1, "Self-training: rounds; in each after the first, the last student labels "
                                         "the same texts again for a new student (iPET's generations).")
+    self_train_sample_repeats: int = setting(1, "Self-training: the student sees the labelled sample this many "
+                                                "times per epoch beside the pseudo-labelled texts (more weight on "
+                                                "the gold labels); 1: once.")
     unlabelled: str | None = setting(None, "Self-training: take the unlabelled texts from this file instead of "
                                            "--train (one text per line, or JSON lines {\"text\", \"text_pair\"}).")
     eval_batch_size: int = setting(64, "Examples per evaluation batch.")
@@ -301,8 +304,10 @@ class FewshotArgs:
     def __post_init__(self) -> None:
         self.data = _data_options(self.data)
         self.k = ",".join(map(str, k_values(self.k)))  # validated; an int or a list (YAML) too
-        if self.self_train < 0 or self.self_train_epochs <= 0 or self.self_train_rounds < 1:
-            raise ConfigError("--self-train must be >= 0, --self-train-epochs > 0 and --self-train-rounds >= 1")
+        if (self.self_train < 0 or self.self_train_epochs <= 0 or self.self_train_rounds < 1
+                or self.self_train_sample_repeats < 1):
+            raise ConfigError("--self-train must be >= 0, --self-train-epochs > 0, --self-train-rounds >= 1 and "
+                              "--self-train-sample-repeats >= 1")
         if self.unlabelled and not self.self_train:
             raise ConfigError("--unlabelled is read by self-training only; add --self-train N (texts to label)")
         if self.method not in FEWSHOT_METHODS:

@@ -344,8 +344,8 @@ def train_student(args: FewshotArgs, texts: list[Any], sample: list[Any], labels
                   teacher_dir: Path, out: Path) -> tuple[Path, int]:
     """--self-train: the teacher labels up to N of ``texts`` (the training file, or --unlabelled) outside
     the sample (their labels are never read); ``args.model`` is fine-tuned on the sample and the
-    confident, balanced part of them (adapt/self_training.py). Returns the student's directory and how
-    many pseudo-labels it saw."""
+    confident, balanced part of them (adapt/self_training.py), the sample repeated
+    --self-train-sample-repeats times. Returns the student's directory and how many pseudo-labels it saw."""
     pool = unlabelled_pool(texts, sample, args.self_train, seed)
     if len(pool) < 2 * len(labels):
         raise InputDataError(f"{args.unlabelled or args.train}: --self-train needs unlabelled texts beyond the "
@@ -356,7 +356,8 @@ def train_student(args: FewshotArgs, texts: list[Any], sample: list[Any], labels
     shutil.rmtree(teacher_dir, ignore_errors=True)
     student = dataclasses.replace(args, method="finetune", epochs=args.self_train_epochs,
                                   batch_size=SELF_TRAIN_BATCH_SIZE, learning_rate=DEFAULT_LEARNING_RATE["finetune"])
-    return train_by_finetuning(student, sample + pseudo, labels, seed, out, group_by_length=True), len(pseudo)
+    gold = sample * args.self_train_sample_repeats
+    return train_by_finetuning(student, gold + pseudo, labels, seed, out, group_by_length=True), len(pseudo)
 
 
 def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labels: list[str], out: Path,
