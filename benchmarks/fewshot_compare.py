@@ -102,6 +102,9 @@ def main() -> None:
     parser.add_argument("--holdout", type=int, default=0, help="evaluate on N random rows of the train split "
                         "(seed 0) instead of the report split, and sample from the other rows (0: off)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="nlpforge's methods' peak learning rate (default: each method's; with --self-train the "
+                        "teacher's, the student keeps fine-tuning's)")
     parser.add_argument("--self-train", type=int, default=0,
                         help="nlpforge's methods self-train on N unlabelled rows of the train split (0: off)")
     parser.add_argument("--self-train-rounds", type=int, default=1,
@@ -152,6 +155,7 @@ def main() -> None:
                               "seeds": args.seeds, "self_train": args.self_train,
                               "self_train_rounds": args.self_train_rounds,
                               "self_train_sample_repeats": args.self_train_sample_repeats,
+                              "learning_rate": args.learning_rate or "each method's default",
                               "setfit_pairs": (f"num_iterations={args.setfit_iterations}" if args.setfit_iterations
                                                else "library default (oversampling)"),
                               "setfit_max_length": args.setfit_max_length or "backbone default",
@@ -177,7 +181,8 @@ def main() -> None:
                                                eval=str(SHARED / "data" / eval_file), out=tmp, seeds=args.seeds,
                                                progress=False, data=data, self_train=args.self_train,
                                                self_train_rounds=args.self_train_rounds,
-                                               self_train_sample_repeats=args.self_train_sample_repeats, **cloze,
+                                               self_train_sample_repeats=args.self_train_sample_repeats,
+                                               learning_rate=args.learning_rate, **cloze,
                                                **{kind: value})
                     result = run_setting(fewshot_args, train, evaluation, labels, Path(tmp),
                                          value if kind == "k" else None)
