@@ -9,6 +9,9 @@ writes), and ``setfit`` (``SetFitModel.from_pretrained(backbone)`` + ``Trainer``
 default arguments: one epoch of oversampled pairs, batch 16, body lr 2e-5, logistic-regression head).
 ``cloze`` runs on the masked-LM backbone built by benchmarks/pretrain_continued.py (e5-small-zhen with
 a whole-word MLM head) with the template and verbalizer of ``CLOZE``, chosen before any run.
+nlpforge's methods put the backbone's text prefix in front of every input (E5: ``"query: "``, as its
+model card asks; ``--text-prefix ''`` for none); SetFit reads the raw texts, as the library does,
+unless ``--setfit-text-prefix`` gives it the same.
 Accuracy is on the dataset's report split (../shared/data/README.md), or with ``--holdout N`` on N
 rows held out of the train split (for choosing settings without looking at the report split). Writes
 benchmarks/results/fewshot_<dataset>.json: per setting and method, the runs and their mean and std.
@@ -65,10 +68,11 @@ def backbone_path(name: str) -> str:
 
 
 def setfit_run(backbone: str, sample: list[Any], evaluation: list[Any], labels: list[str], seed: int,
-               iterations: int, max_length: int = 0) -> dict:
+               iterations: int, max_length: int = 0, prefix: str = "") -> dict:
     """The SetFit library with its defaults on one sample (``iterations`` > 0: that many pairs per
     example and iteration instead of the default oversampling; ``max_length`` > 0: texts cut to that
-    many tokens instead of the backbone's 512); accuracy on the evaluation examples."""
+    many tokens instead of the backbone's 512; ``prefix`` in front of every text); accuracy on the
+    evaluation examples."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
     from sklearn.metrics import accuracy_score, f1_score
@@ -77,13 +81,14 @@ def setfit_run(backbone: str, sample: list[Any], evaluation: list[Any], labels: 
     model = SetFitModel.from_pretrained(backbone)
     if max_length:
         model.model_body.max_seq_length = max_length
-    train = Dataset.from_dict({"text": [e.text for e in sample], "label": [labels.index(e.label) for e in sample]})
+    train = Dataset.from_dict({"text": [prefix + e.text for e in sample],
+                               "label": [labels.index(e.label) for e in sample]})
     with tempfile.TemporaryDirectory() as tmp:  # the Trainer's output_dir (checkpoints)
         pairs = {"num_iterations": iterations} if iterations else {}
         arguments = TrainingArguments(seed=seed, show_progress_bar=False, report_to="none", output_dir=tmp, **pairs)
         Trainer(model=model, args=arguments, train_dataset=train).train()
     seconds = time.perf_counter() - start
-    predicted = [int(p) for p in model.predict([e.text for e in evaluation], batch_size=64)]
+    predicted = [int(p) for p in model.predict([prefix + e.text for e in evaluation], batch_size=64)]
     gold = [labels.index(e.label) for e in evaluation]
     return {"seed": seed, "accuracy": round(100 * accuracy_score(gold, predicted), 2),
             "macro_f1": round(100 * f1_score(gold, predicted, average="macro"), 2), "seconds": round(seconds, 2),
@@ -118,6 +123,12 @@ def main() -> None:
     parser.add_argument("--setfit-max-length", type=int, default=0,
                         help="SetFit reads this many tokens per text, e.g. 128 as nlpforge's methods do (0: the "
                         "backbone's limit, 512 for e5: long reviews then make a step 6x slower and 17 GB big)")
+    parser.add_argument("--text-prefix", default=None,
+                        help="nlpforge's methods: the text put in front of every input (default: the backbone's own, "
+                             "'query: ' for E5; '' for none)")
+    parser.add_argument("--setfit-text-prefix", default="",
+                        help="the SetFit library: the same for its training and evaluation texts (default: none, "
+                             "as the library does)")
     parser.add_argument("--cloze-model", type=Path, default=CLOZE_MODEL, help="masked-LM backbone of --method cloze")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -133,7 +144,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     backbone_name, train_file, eval_file, data_fields = DATASETS[args.dataset]
     backbone = backbone_path(backbone_name)
-    data = DataOptions(**data_fields)
+    data = DataOptions(**data_fields, text_prefix=args.text_prefix)
     task = get_task("classify")
     train = task.read(SHARED / "data" / train_file, data)
     evaluation = task.read(SHARED / "data" / eval_file, data)
@@ -159,6 +170,9 @@ def main() -> None:
                               "setfit_pairs": (f"num_iterations={args.setfit_iterations}" if args.setfit_iterations
                                                else "library default (oversampling)"),
                               "setfit_max_length": args.setfit_max_length or "backbone default",
+                              "text_prefix": (repr(args.text_prefix) if args.text_prefix is not None else
+                                              "the backbone's own ('query: ' for E5)"),
+                              "setfit_text_prefix": repr(args.setfit_text_prefix),
                               "command": "python " + " ".join(sys.argv), "settings": []}
     for kind, value in settings:
         entry: dict[str, Any] = {kind: value, "methods": {}}
@@ -170,7 +184,7 @@ def main() -> None:
                     sample = (sample_per_class(train, value, seed, train_file) if kind == "k"
                               else sample_stratified(train, value, seed, train_file))
                     runs.append(setfit_run(backbone, sample, evaluation, labels, seed, args.setfit_iterations,
-                                           args.setfit_max_length))
+                                           args.setfit_max_length, args.setfit_text_prefix))
                     print(json.dumps({kind: value, "method": method, **runs[-1]}), file=sys.stderr, flush=True)
                 result = {"runs": runs, **summary_of(runs)}
             else:

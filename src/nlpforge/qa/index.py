@@ -15,6 +15,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from nlpforge.backbone_inputs import e5_prefixes
 from nlpforge.checkpoint import write_directory_atomically
 from nlpforge.errors import CheckpointError, ConfigError, InputDataError
 from nlpforge.qa.documents import Passage, read_documents, split_passages
@@ -23,7 +24,6 @@ from nlpforge.qa.retrieval import (
     DenseIndex,
     Hit,
     check_retriever,
-    e5_prefixes,
     reciprocal_rank_fusion,
 )
 

@@ -88,11 +88,6 @@ class BM25Index:
         return cls(bm25s.BM25.load(str(directory / BM25_DIR), show_progress=False))
 
 
-def e5_prefixes(encoder: str) -> tuple[str, str]:
-    """The (query, passage) prefixes an encoder was trained with: e5's, or none."""
-    return ("query: ", "passage: ") if "e5" in Path(encoder).name.lower() else ("", "")
-
-
 class DenseIndex:
     """A flat inner-product ``faiss`` index of L2-normalised passage embeddings."""
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from nlpforge.artifacts import load_artifact, record_artifact_metrics
+from nlpforge.backbone_inputs import with_text_prefix
 from nlpforge.checkpoint import load_checkpoint, save_checkpoint
 from nlpforge.compress.export import export_onnx
 from nlpforge.compress.measure import measure
@@ -92,6 +93,7 @@ def compress(args: CompressArgs) -> dict[str, Any]:
     if args.layers > teacher.config.num_layers:
         raise ConfigError(f"--layers {args.layers}: the student cannot be deeper than the teacher "
                           f"({teacher.config.num_layers} layers)")
+    args = dataclasses.replace(args, data=with_text_prefix(args.data, teacher.path, teacher.meta))  # its inputs
     tracker = start_tracking(args.track, f"compress {task.name}", dataclasses.asdict(args))
     distill(distill_args(args, out / "student"), tracker)
     last_torch = out / "student"

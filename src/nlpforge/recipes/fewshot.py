@@ -63,8 +63,10 @@ from nlpforge.adapt.lora import LoraSettings, add_lora
 from nlpforge.adapt.prompt import PROMPT_KINDS, attach_prompt, save_prompt
 from nlpforge.adapt.sampling import by_label, sample_per_class, sample_stratified
 from nlpforge.adapt.self_training import confident_balanced, unlabelled_pool
+from nlpforge.backbone_inputs import with_text_prefix
 from nlpforge.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.data.collate import collate_inputs
+from nlpforge.data.options import DataOptions
 from nlpforge.data.text import input_records, read_lines
 from nlpforge.embed import pool
 from nlpforge.errors import CheckpointError, ConfigError, InputDataError
@@ -79,6 +81,7 @@ from nlpforge.recipes.finetune import (
     seed_everything,
 )
 from nlpforge.tasks import get_task, task_model_from_encoder
+from nlpforge.tasks.classify import encode as classify_encode
 from nlpforge.tasks.cloze import ClozeTask
 
 TASK = "classify"  # the few-shot methods classify texts (or text pairs)
@@ -140,8 +143,9 @@ def train_contrastively(args: FewshotArgs, sample: list[Any], labels: list[str],
     seed_everything(seed)
     base = load_checkpoint(args.model, head="base")
     tokenizer, encoder = base.tokenizer, base.model
+    args = dataclasses.replace(args, data=with_text_prefix(args.data, base.path, base.meta))
     label_ids = [labels.index(example.label) for example in sample]
-    features = [tokenizer(e.text, e.text_pair, truncation=True, max_length=args.max_length) for e in sample]
+    features = classify_encode(tokenizer, sample, None, args.max_length, args.data.text_prefix)
 
     def embed(indices: list[int]) -> torch.Tensor:
         batch = collate_inputs([features[i] for i in indices], tokenizer.pad_token_id)
@@ -335,8 +339,9 @@ def evaluate_model(model_dir: Path, evaluation: list[Any], labels: list[str], ar
     """Accuracy and macro-F1 (percent, 2 decimals) of what ``model_dir`` serves: adapters merged, the
     head as saved."""
     trained = load_checkpoint(model_dir)
+    data = DataOptions(**(trained.meta.get("data") or {}))  # as it was trained (and will serve): its text prefix
     metrics = (trained.task or get_task(TASK)).evaluate(trained.model, trained.tokenizer, evaluation, labels,
-                                                        args.max_length, args.eval_batch_size, args.data)
+                                                        args.max_length, args.eval_batch_size, data)
     return {"accuracy": round(metrics["accuracy"], 2), "macro_f1": round(metrics["macro_f1"], 2)}
 
 

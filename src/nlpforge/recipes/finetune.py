@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from nlpforge.adapt.lora import LoraSettings, add_lora, parameter_counts, save_adapter
 from nlpforge.adapt.prompt import attach_prompt, prompt_kind, save_prompt
+from nlpforge.backbone_inputs import with_text_prefix
 from nlpforge.checkpoint import TRAINING_STATE, load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.device import resolve_device, to_device
 from nlpforge.errors import ConfigError
@@ -283,6 +284,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         raise ConfigError(f"{args.model}: has no tokenizer files; fine-tuning needs the checkpoint's tokenizer")
     if base.tokenizer.pad_token is None and base.tokenizer.eos_token is not None:  # GPT-2's: pad with eos
         base.tokenizer.pad_token = base.tokenizer.eos_token
+    args = dataclasses.replace(args, data=with_text_prefix(args.data, base.path, base.meta))
     continuing = base.task is not None and base.task.name == task.name  # continue training a model of this task
     train_examples = task.read(args.train, args.data)
     if args.max_train_examples:

@@ -112,9 +112,11 @@ def encode(
     examples: Sequence[TextExample],
     label_to_id: dict[str, int] | None,
     max_length: int,
+    prefix: str = "",
 ) -> list[dict[str, Any]]:
-    """Token ids (pairs as ``[CLS] a [SEP] b [SEP]``, longest side truncated first) + label ids."""
-    texts = [e.text for e in examples]
+    """Token ids (pairs as ``[CLS] a [SEP] b [SEP]``, longest side truncated first) + label ids.
+    ``prefix`` goes in front of every (first) text: what the backbone was trained with (backbone_inputs.py)."""
+    texts = [prefix + e.text for e in examples]
     pairs = [e.text_pair or "" for e in examples] if any(e.text_pair for e in examples) else None
     encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
     features = []
@@ -176,7 +178,7 @@ class ClassifyTask(SoftmaxLogitsTask, EncoderTask):
     def encode(self, tokenizer: PreTrainedTokenizerBase, examples: Sequence[TextExample], labels: list[str] | None,
                max_length: int, data: DataOptions) -> list[dict[str, Any]]:
         label_to_id = {label: i for i, label in enumerate(labels)} if labels is not None else None
-        return encode(tokenizer, examples, label_to_id, max_length)
+        return encode(tokenizer, examples, label_to_id, max_length, data.text_prefix or "")
 
     def collate(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
         batch = super().collate(features, pad_id)
@@ -203,5 +205,5 @@ class ClassifyTask(SoftmaxLogitsTask, EncoderTask):
 
     def predict(self, model: Any, tokenizer: PreTrainedTokenizerBase, inputs: Sequence[TextExample],
                 labels: list[str] | None, max_length: int, batch_size: int, data: DataOptions) -> list[dict]:
-        features = encode(tokenizer, inputs, None, max_length)
+        features = self.encode(tokenizer, inputs, None, max_length, data)
         return decode(sequence_logits(model, features, batch_size, tokenizer.pad_token_id), labels or [])
