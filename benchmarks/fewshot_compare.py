@@ -9,9 +9,8 @@ writes), and ``setfit`` (``SetFitModel.from_pretrained(backbone)`` + ``Trainer``
 default arguments: one epoch of oversampled pairs, batch 16, body lr 2e-5, logistic-regression head).
 ``cloze`` runs on the masked-LM backbone built by benchmarks/pretrain_continued.py (e5-small-zhen with
 a whole-word MLM head) with the template and verbalizer of ``CLOZE``, chosen before any run.
-nlpforge's methods put the backbone's text prefix in front of every input (E5: ``"query: "``, as its
-model card asks; ``--text-prefix ''`` for none); SetFit reads the raw texts, as the library does,
-unless ``--setfit-text-prefix`` gives it the same.
+``--text-prefix 'query: '`` puts E5's prefix in front of every input of nlpforge's methods, and
+``--setfit-text-prefix`` in front of SetFit's (both read the bare texts by default).
 Accuracy is on the dataset's report split (../shared/data/README.md), or with ``--holdout N`` on N
 rows held out of the train split (for choosing settings without looking at the report split). Writes
 benchmarks/results/fewshot_<dataset>.json: per setting and method, the runs and their mean and std.
@@ -124,8 +123,7 @@ def main() -> None:
                         help="SetFit reads this many tokens per text, e.g. 128 as nlpforge's methods do (0: the "
                         "backbone's limit, 512 for e5: long reviews then make a step 6x slower and 17 GB big)")
     parser.add_argument("--text-prefix", default=None,
-                        help="nlpforge's methods: the text put in front of every input (default: the backbone's own, "
-                             "'query: ' for E5; '' for none)")
+                        help="nlpforge's methods: the text put in front of every input (default: none)")
     parser.add_argument("--setfit-text-prefix", default="",
                         help="the SetFit library: the same for its training and evaluation texts (default: none, "
                              "as the library does)")
@@ -170,8 +168,7 @@ def main() -> None:
                               "setfit_pairs": (f"num_iterations={args.setfit_iterations}" if args.setfit_iterations
                                                else "library default (oversampling)"),
                               "setfit_max_length": args.setfit_max_length or "backbone default",
-                              "text_prefix": (repr(args.text_prefix) if args.text_prefix is not None else
-                                              "the backbone's own ('query: ' for E5)"),
+                              "text_prefix": repr(args.text_prefix or ""),
                               "setfit_text_prefix": repr(args.setfit_text_prefix),
                               "command": "python " + " ".join(sys.argv), "settings": []}
     for kind, value in settings:

@@ -1,10 +1,10 @@
-"""The text an encoder expects in front of its inputs (E5's "query: "): chosen from the backbone,
-recorded in the checkpoint, and added again by predict, so training and serving read the same text."""
+"""The text an encoder expects in front of its inputs (E5's "query: "): told by name for retrieval;
+for classification given, recorded in the checkpoint and added again by predict, so training and
+serving read the same text."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -32,45 +32,45 @@ def test_e5_encoders_are_told_by_name(model: str, expected: bool) -> None:
     assert e5_prefixes(model) == (("query: ", "passage: ") if expected else ("", ""))
 
 
-def test_text_prefix_given_then_recorded_then_the_backbones_own() -> None:
-    e5, other = "models/multilingual-e5-small", "models/bert-base-chinese"
-    assert with_text_prefix(DataOptions(), e5, {}).text_prefix == "query: "
-    assert with_text_prefix(DataOptions(), other, {}).text_prefix == ""
-    assert with_text_prefix(DataOptions(text_prefix=""), e5, {}).text_prefix == ""  # '' turns it off
-    trained = {"data": {"text_prefix": "passage: "}}  # a checkpoint records what it was trained with
-    assert with_text_prefix(DataOptions(), "runs/sentiment", trained).text_prefix == "passage: "
-    assert with_text_prefix(DataOptions(text_prefix="x "), e5, trained).text_prefix == "x "
-    assert with_text_prefix(DataOptions(), "runs/old", {"data": {"text_column": "text"}}).text_prefix == ""
+def test_text_prefix_given_else_the_base_checkpoints_else_none() -> None:
+    assert with_text_prefix(DataOptions(), {}).text_prefix == ""
+    assert with_text_prefix(DataOptions(text_prefix="query: "), {}).text_prefix == "query: "
+    trained = {"data": {"text_prefix": "query: "}}  # a checkpoint records what it was trained with
+    assert with_text_prefix(DataOptions(), trained).text_prefix == "query: "
+    assert with_text_prefix(DataOptions(text_prefix=""), trained).text_prefix == ""  # '' turns it off
+    assert with_text_prefix(DataOptions(), {"data": {"text_column": "text"}}).text_prefix == ""  # older checkpoints
 
 
-def test_a_classifier_on_an_e5_backbone_serves_with_the_prefix_it_trained_with(tiny_bert_dir: Path,
-                                                                                tmp_path: Path) -> None:
-    backbone = shutil.copytree(tiny_bert_dir, tmp_path / "tiny-e5")
+def test_a_classifier_serves_with_the_prefix_it_trained_with(tiny_bert_dir: Path, tmp_path: Path) -> None:
     write_classification(tmp_path / "train.tsv", 32, seed=0)
     out = tmp_path / "model"
-    finetune(FinetuneArgs(task="classify", model=str(backbone), train=str(tmp_path / "train.tsv"), out=str(out),
-                          epochs=1, batch_size=16, max_length=16, progress=False, log_every=10**9))
+    finetune(FinetuneArgs(task="classify", model=str(tiny_bert_dir), train=str(tmp_path / "train.tsv"), out=str(out),
+                          epochs=1, batch_size=16, max_length=16, progress=False, log_every=10**9,
+                          data=DataOptions(text_prefix="query: ")))
     assert load_checkpoint(out).meta["data"]["text_prefix"] == "query: "
     served = Predictor.load(out)
     unprefixed = served.with_data(text_prefix="")
     text = "a b z c"
     assert served.predict([text])[0]["scores"] == unprefixed.predict(["query: " + text])[0]["scores"]
     assert served.predict([text])[0]["scores"] != unprefixed.predict([text])[0]["scores"]
+    again = tmp_path / "continued"  # training on from it keeps the prefix without being told
+    finetune(FinetuneArgs(task="classify", model=str(out), train=str(tmp_path / "train.tsv"), out=str(again),
+                          epochs=1, batch_size=16, max_length=16, progress=False, log_every=10**9))
+    assert load_checkpoint(again).meta["data"]["text_prefix"] == "query: "
 
 
-def test_fewshot_contrastive_records_the_prefix_and_text_prefix_flag_turns_it_off(
+def test_fewshot_contrastive_records_the_text_prefix_it_was_given(
         tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    backbone = shutil.copytree(tiny_bert_dir, tmp_path / "tiny-e5")
     write_classification(tmp_path / "train.tsv", 40, seed=0)
     write_classification(tmp_path / "dev.tsv", 20, seed=1)
     recorded = {}
-    for given, flags in (("default", []), ("off", ["--text-prefix", ""])):
+    for given, flags in (("default", []), ("query", ["--text-prefix", "query: "])):
         out = tmp_path / given
         code, _, stderr = run_cli(
-            monkeypatch, capsys, "fewshot", "--method", "contrastive", "--model", backbone, "--train",
+            monkeypatch, capsys, "fewshot", "--method", "contrastive", "--model", tiny_bert_dir, "--train",
             tmp_path / "train.tsv", "--eval", tmp_path / "dev.tsv", "--k", "4", "--seeds", "1", "--epochs", "1",
             "--pair-iterations", "1", "--head-steps", "5", "--out", out, "--no-progress", *flags)
         assert code == 0, stderr
         assert json.loads((out / "results.json").read_text())["runs"][0]["train_examples"] == 8
         recorded[given] = load_checkpoint(out / "model").meta["data"]["text_prefix"]
-    assert recorded == {"default": "query: ", "off": ""}
+    assert recorded == {"default": "", "query": "query: "}

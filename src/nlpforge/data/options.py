@@ -45,7 +45,7 @@ class DataOptions:
                                                  "the no-answer score beats the best span's by more than this "
                                                  "(default: always answer; 0 when scoring SQuAD 2.0 data).")
     label_separator: str = setting("|", "multilabel TSV/CSV: the separator between the labels of one example.")
-    text_prefix: str | None = setting(None, "classify: put this in front of every text before tokenizing "
-                                            "(recorded in the checkpoint: predict and serve add it too). Default: "
-                                            "what the base model was trained with ('query: ' for E5 encoders, else "
-                                            "none); '' for none.")
+    text_prefix: str | None = setting(None, "classify: put this in front of every text before tokenizing, e.g. "
+                                            "'query: ' for E5 encoders (recorded in the checkpoint: predict and "
+                                            "serve add it too). Default: what the base checkpoint was trained "
+                                            "with, else none.")

@@ -93,7 +93,7 @@ def compress(args: CompressArgs) -> dict[str, Any]:
     if args.layers > teacher.config.num_layers:
         raise ConfigError(f"--layers {args.layers}: the student cannot be deeper than the teacher "
                           f"({teacher.config.num_layers} layers)")
-    args = dataclasses.replace(args, data=with_text_prefix(args.data, teacher.path, teacher.meta))  # its inputs
+    args = dataclasses.replace(args, data=with_text_prefix(args.data, teacher.meta))  # its inputs
     tracker = start_tracking(args.track, f"compress {task.name}", dataclasses.asdict(args))
     distill(distill_args(args, out / "student"), tracker)
     last_torch = out / "student"

@@ -174,7 +174,7 @@ def distill(args: DistillArgs, tracker: Tracker | None = None) -> dict[str, Any]
         if teacher.meta.get("labels") != first.meta.get("labels"):
             raise ConfigError(f"{path}: its labels differ from {args.teachers[0]}'s")
     tokenizer, labels = first.tokenizer, first.meta.get("labels")
-    args = dataclasses.replace(args, data=with_text_prefix(args.data, first.path, first.meta))  # the teachers' inputs
+    args = dataclasses.replace(args, data=with_text_prefix(args.data, first.meta))  # the teachers' inputs
 
     if args.student in PRESETS:
         student, layer_map = preset_student(args.student, first.model, task), args.layer_map

@@ -143,7 +143,7 @@ def train_contrastively(args: FewshotArgs, sample: list[Any], labels: list[str],
     seed_everything(seed)
     base = load_checkpoint(args.model, head="base")
     tokenizer, encoder = base.tokenizer, base.model
-    args = dataclasses.replace(args, data=with_text_prefix(args.data, base.path, base.meta))
+    args = dataclasses.replace(args, data=with_text_prefix(args.data, base.meta))
     label_ids = [labels.index(example.label) for example in sample]
     features = classify_encode(tokenizer, sample, None, args.max_length, args.data.text_prefix)
 

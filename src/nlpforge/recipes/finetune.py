@@ -284,7 +284,7 @@ def finetune(args: FinetuneArgs) -> dict[str, Any]:
         raise ConfigError(f"{args.model}: has no tokenizer files; fine-tuning needs the checkpoint's tokenizer")
     if base.tokenizer.pad_token is None and base.tokenizer.eos_token is not None:  # GPT-2's: pad with eos
         base.tokenizer.pad_token = base.tokenizer.eos_token
-    args = dataclasses.replace(args, data=with_text_prefix(args.data, base.path, base.meta))
+    args = dataclasses.replace(args, data=with_text_prefix(args.data, base.meta))
     continuing = base.task is not None and base.task.name == task.name  # continue training a model of this task
     train_examples = task.read(args.train, args.data)
     if args.max_train_examples:
