@@ -75,12 +75,14 @@ def test_meta_train_then_adapt_with_the_generator(tiny_bert_dir: Path, tmp_path:
     code, stdout, stderr = run_cli(
         monkeypatch, capsys, "fewshot", "--method", "generator", "--generator", tmp_path / "generator", "--model",
         tiny_bert_dir, "--train", tmp_path / "new_train.tsv", "--eval", tmp_path / "new_dev.tsv", "--k", "4",
-        "--seeds", "2", "--generator-steps", "2", "--reward-iterations", "2", "--out", tmp_path / "fs", "--no-progress")
+        "--seeds", "2", "--generator-steps", "2", "--reward-iterations", "2", "--text-prefix", "q ", "--out",
+        tmp_path / "fs", "--no-progress")
     assert code == 0, stderr
     results = json.loads((tmp_path / "fs" / "results.json").read_text())
     assert results["method"] == "generator" and len(results["runs"]) == 2
     loaded = load_checkpoint(tmp_path / "fs" / "model")  # a prompt directory over the frozen base
     assert loaded.config.classifier_pooling == "mean" and loaded.meta["generator"] == str(tmp_path / "generator")
+    assert loaded.meta["data"]["text_prefix"] == "q "  # the prototypes were embedded with it, and predict adds it
     from nlpforge.predictor import Predictor
 
     assert Predictor.load(tmp_path / "fs" / "model").predict(["a b z"])[0]["label"] in ("0", "1")

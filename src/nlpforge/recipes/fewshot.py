@@ -275,8 +275,9 @@ def train_with_generator(args: FewshotArgs, sample: list[Any], labels: list[str]
         raise ConfigError(f"--generator {args.generator} writes prompts for a hidden size of "
                           f"{generator.settings.hidden_size} (backbone {record.get('backbone')}), but --model "
                           f"{args.model} has {encoder.config.hidden_size}; use the generator's backbone")
+    args = dataclasses.replace(args, data=with_text_prefix(args.data, base.meta))
     label_ids = torch.tensor([labels.index(e.label) for e in sample])
-    features = tokenized(tokenizer, sample, args.max_length)
+    features = classify_encode(tokenizer, sample, None, args.max_length, args.data.text_prefix or "")  # as served
     description = args.description or describe_task(args.train, labels)
     with torch.no_grad():
         prompt = generate_prompt(generator, encoder, task_ids(tokenizer, description, [e.text for e in sample],
