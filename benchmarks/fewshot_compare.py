@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="nlpforge's methods' peak learning rate (default: each method's; with --self-train the "
                         "teacher's, the student keeps fine-tuning's)")
+    parser.add_argument("--head-steps", type=int, default=None,
+                        help="contrastive: full-batch head steps after the centroid start (default: the method's)")
     parser.add_argument("--self-train", type=int, default=0,
                         help="nlpforge's methods self-train on N unlabelled rows of the train split (0: off)")
     parser.add_argument("--self-train-rounds", type=int, default=1,
@@ -165,6 +167,7 @@ def main() -> None:
                               "self_train_rounds": args.self_train_rounds,
                               "self_train_sample_repeats": args.self_train_sample_repeats,
                               "learning_rate": args.learning_rate or "each method's default",
+                              "head_steps": args.head_steps or "the method's default",
                               "setfit_pairs": (f"num_iterations={args.setfit_iterations}" if args.setfit_iterations
                                                else "library default (oversampling)"),
                               "setfit_max_length": args.setfit_max_length or "backbone default",
@@ -194,6 +197,7 @@ def main() -> None:
                                                self_train_rounds=args.self_train_rounds,
                                                self_train_sample_repeats=args.self_train_sample_repeats,
                                                learning_rate=args.learning_rate, **cloze,
+                                               **({"head_steps": args.head_steps} if args.head_steps else {}),
                                                **{kind: value})
                     result = run_setting(fewshot_args, train, evaluation, labels, Path(tmp),
                                          value if kind == "k" else None)
