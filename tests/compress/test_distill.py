@@ -119,26 +119,6 @@ def test_distilled_student_keeps_the_teachers_accuracy(teacher_dir: Path, tmp_pa
     assert student.meta["stage"] == "distill"
 
 
-def test_plain_encoder_student_gets_a_fresh_head_and_learns_in_length_batches(
-        trained: Path, teacher_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """--student may be the encoder the teacher was fine-tuned from (self-training's soft student)."""
-    from nlpforge.recipes import distill as distill_recipe
-
-    batches = []
-    real_batches = distill_recipe.epoch_batches
-    monkeypatch.setattr(distill_recipe, "epoch_batches", lambda *a: batches.append(a[4]) or real_batches(*a))
-    teacher_accuracy = json.loads((teacher_dir / "nlpforge.json").read_text())["metrics"]["accuracy"]
-    summary = distill(DistillArgs(
-        task="classify", teachers=[str(teacher_dir)], train=str(tmp_path / "train.tsv"), eval=str(tmp_path / "dev.tsv"),
-        out=str(tmp_path / "student"), student=str(trained / "base"), epochs=6, batch_size=16, learning_rate=3e-3,
-        warmup_ratio=0.0, max_length=16, group_by_length=True, progress=False))
-    student = load_checkpoint(tmp_path / "student")
-    assert student.task is not None and student.task.name == "classify"
-    assert student.config.num_layers == load_checkpoint(trained / "base").config.num_layers
-    assert summary["best"] >= 0.9 * teacher_accuracy
-    assert len(batches) == 6 and all(lengths is not None for lengths in batches)  # one call per epoch
-
-
 def test_distill_errors(teacher_dir: Path, tmp_path: Path, tiny_vocab: Path) -> None:
     train = str(tmp_path / "train.tsv")
     with pytest.raises(ConfigError, match="cannot be distilled"):
