@@ -115,8 +115,6 @@ def main() -> None:
                         help="nlpforge's methods self-train on N unlabelled rows of the train split (0: off)")
     parser.add_argument("--self-train-rounds", type=int, default=1,
                         help="self-training rounds (each later round's teacher is the last student)")
-    parser.add_argument("--self-train-targets", choices=("hard", "soft"), default="hard",
-                        help="the self-training student learns the teacher's labels (hard) or probabilities (soft)")
     parser.add_argument("--self-train-sample-repeats", type=int, default=1,
                         help="the self-training student sees the labelled sample this many times per epoch")
     parser.add_argument("--setfit-iterations", type=int, default=0,
@@ -168,7 +166,6 @@ def main() -> None:
                               "seeds": args.seeds, "self_train": args.self_train,
                               "self_train_rounds": args.self_train_rounds,
                               "self_train_sample_repeats": args.self_train_sample_repeats,
-                              "self_train_targets": args.self_train_targets,
                               "learning_rate": args.learning_rate or "each method's default",
                               "head_steps": args.head_steps or "the method's default",
                               "setfit_pairs": (f"num_iterations={args.setfit_iterations}" if args.setfit_iterations
@@ -199,7 +196,6 @@ def main() -> None:
                                                progress=False, data=data, self_train=args.self_train,
                                                self_train_rounds=args.self_train_rounds,
                                                self_train_sample_repeats=args.self_train_sample_repeats,
-                                               self_train_targets=args.self_train_targets,
                                                learning_rate=args.learning_rate, **cloze,
                                                **({"head_steps": args.head_steps} if args.head_steps else {}),
                                                **{kind: value})

@@ -340,35 +340,3 @@ def test_fewshot_self_training_labels_the_unlabelled_file(
         tmp_path / "train.tsv", "--eval", tmp_path / "train.tsv", "--k", "4", "--unlabelled", unlabelled,
         "--out", tmp_path / "o2", "--no-progress")
     assert code == 2 and "--unlabelled is read by self-training only" in stderr
-
-
-def test_soft_self_training_distils_the_teacher_on_every_pool_text(
-        tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    write_classification(tmp_path / "train.tsv", 40, seed=0)
-    from nlpforge.recipes import fewshot
-
-    calls = []  # per distillation: (its training lines, its teacher, where the student starts)
-    real_distill = fewshot.distill
-    monkeypatch.setattr(fewshot, "distill", lambda args: calls.append(
-        (Path(args.train).read_text(encoding="utf-8").splitlines(), args.teachers, args.student))
-        or real_distill(args))
-    out = tmp_path / "fs"
-    code, _, stderr = run_cli(
-        monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
-        tmp_path / "train.tsv", "--eval", tmp_path / "train.tsv", "--k", "4", "--seeds", "1", "--epochs", "1",
-        "--self-train", "20", "--self-train-epochs", "1", "--self-train-targets", "soft", "--out", out,
-        "--no-progress")
-    assert code == 0, stderr
-    (lines, teachers, start), = calls
-    assert len(lines) == 8 + 20  # the sample and every pool text (none dropped as unsure)
-    assert all(json.loads(line)["label"] in ("0", "1") for line in lines)  # the teacher's most likely label
-    assert Path(teachers[0]).name == "seed0" and start == str(tiny_bert_dir)  # a fresh student on the backbone
-    run = json.loads((out / "results.json").read_text())["runs"][0]
-    assert run["pseudo_labelled"] == 20 and 0 <= run["accuracy"] <= 100
-    served = load_checkpoint(out / "model")
-    assert served.meta["labels"] == ["0", "1"] and served.meta["stage"] == "distill"
-    code, _, stderr = run_cli(
-        monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
-        tmp_path / "train.tsv", "--eval", tmp_path / "train.tsv", "--k", "4", "--self-train", "20",
-        "--self-train-targets", "fuzzy", "--out", tmp_path / "o2", "--no-progress")
-    assert code == 2 and "--self-train-targets 'fuzzy': choose one of hard, soft" in stderr

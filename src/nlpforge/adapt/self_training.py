@@ -6,8 +6,6 @@ plus the labels it was most sure of (Scudder 1965; the iPET / UDA family of few-
              of that class: half the pool, balanced (so a teacher that prefers one class does not
              teach the student to prefer it more)
     student = fine-tuning of the starting checkpoint on sample + pseudo
-With soft targets the student instead learns the teacher's probabilities on every pool text (knowledge
-distillation: Hinton et al. 2015), so a text the teacher is unsure of teaches uncertainty, not an error.
 """
 
 from __future__ import annotations
@@ -39,10 +37,3 @@ def confident_balanced(pool: Sequence[Any], predictions: Sequence[dict[str, Any]
         taken.update(chosen)
         kept += [dataclasses.replace(pool[i], label=label) for i in chosen]
     return kept
-
-
-def most_likely(pool: Sequence[Any], predictions: Sequence[dict[str, Any]]) -> list[Any]:
-    """Every pool example, labelled with the teacher's most likely label (the hard part of a
-    distillation loss; the soft part reads the teacher's probabilities)."""
-    return [dataclasses.replace(example, label=prediction["label"])
-            for example, prediction in zip(pool, predictions, strict=True)]

@@ -224,7 +224,6 @@ class PretrainArgs:
             raise ConfigError(f"--static-masking applies to mlm, wwm, mlm+nsp and mlm+sop, not {self.objective}")
 
 
-SELF_TRAIN_TARGETS = ("hard", "soft")
 FEWSHOT_METHODS = ("finetune", "lora", "prompt", "deep-prompt", "contrastive", "cloze", "generator")
 CLOZE_TUNING = ("full", "lora")
 
@@ -290,9 +289,6 @@ class FewshotArgs:
                                  "sample (their labels are never read) and a fine-tuned student learns from the "
                                  "sample plus the confident half, balanced by class; 0: off.")
     self_train_epochs: float = setting(2.0, "Self-training: the student's epochs.")
-    self_train_targets: str = setting("hard", "Self-training: what the student learns from the teacher: hard "
-                                              "(its labels on the confident half, balanced by class) or soft "
-                                              "(its probabilities on every text, by distillation).")
     self_train_rounds: int = setting(1, "Self-training: rounds; in each after the first, the last student labels "
                                         "the same texts again for a new student (iPET's generations).")
     self_train_sample_repeats: int = setting(1, "Self-training: the student sees the labelled sample this many "
@@ -312,9 +308,6 @@ class FewshotArgs:
                 or self.self_train_sample_repeats < 1):
             raise ConfigError("--self-train must be >= 0, --self-train-epochs > 0, --self-train-rounds >= 1 and "
                               "--self-train-sample-repeats >= 1")
-        if self.self_train_targets not in SELF_TRAIN_TARGETS:
-            raise ConfigError(f"--self-train-targets {self.self_train_targets!r}: choose one of "
-                              f"{', '.join(SELF_TRAIN_TARGETS)}")
         if self.unlabelled and not self.self_train:
             raise ConfigError("--unlabelled is read by self-training only; add --self-train N (texts to label)")
         if self.method not in FEWSHOT_METHODS:

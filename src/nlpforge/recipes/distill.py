@@ -1,7 +1,6 @@
 """Distil one or more fine-tuned teachers into a smaller student: the whole loop, in view.
 
-    student = teacher layers [3, 6, 9, 12] (or --layer-map, or an existing checkpoint: a model of
-              the task, or a plain encoder whose task head starts fresh)
+    student = teacher layers [3, 6, 9, 12] (or --layer-map, or an existing checkpoint)
     per step:  ce = task loss against the gold labels
                kd = KL(mean_k softmax(teacher_k / T) || softmax(student / T))
                loss = (1 - alpha) * ce + alpha * kd * T**2
@@ -39,8 +38,8 @@ from nlpforge.compress.distill import (
 from nlpforge.config import PRESETS, ModelConfig
 from nlpforge.errors import ConfigError
 from nlpforge.inference import forward_batches
-from nlpforge.recipes.finetune import LogWindow, adamw, epoch_batches, linear_schedule, log_line, seed_everything
-from nlpforge.tasks import TASKS, DataOptions, Task, get_task, task_model_from_encoder
+from nlpforge.recipes.finetune import LogWindow, adamw, linear_schedule, log_line, seed_everything
+from nlpforge.tasks import TASKS, DataOptions, Task, get_task
 from nlpforge.tracking import NoTracker, Tracker
 
 NEG_INF = -1e4  # teacher logit for padding positions of cached per-token logits: probability 0
@@ -55,7 +54,7 @@ class DistillArgs:
     eval: str | None = None
     layers: int = 4  # student depth, initialised from uniformly spaced teacher layers
     layer_map: list[int] | None = None  # explicit 1-based teacher layers for the student
-    student: str | None = None  # start from this checkpoint (the task's, or a plain encoder) or a preset's fresh model
+    student: str | None = None  # start from this checkpoint, or a fresh model of this preset (config.PRESETS)
     epochs: float = 3.0
     batch_size: int = 32
     learning_rate: float = 1e-4
@@ -72,7 +71,6 @@ class DistillArgs:
     log_every: int = 20
     eval_batch_size: int = 64
     max_train_examples: int = 0
-    group_by_length: bool = False  # batches of similar length (less padding), as train --group-by-length
     seed: int = 42
     threads: int = 0
     progress: bool = True
@@ -185,14 +183,10 @@ def distill(args: DistillArgs, tracker: Tracker | None = None) -> dict[str, Any]
         start = load_checkpoint(args.student)
         if start.tokenizer is None or start.tokenizer.get_vocab() != tokenizer.get_vocab():
             raise ConfigError(f"{args.student}: the student's tokenizer differs from the teachers'")
-        if start.task is None:  # a plain encoder (or language model): the task's head starts fresh
-            body = start.model if start.head in ("base", "lm") else load_checkpoint(args.student, head="base").model
-            student = task_model_from_encoder(body, task, len(labels) if labels else 2, tokenizer.pad_token_id)
-        elif start.task.name != task.name:
-            raise ConfigError(f"{args.student}: the student must be a {task.name!r} model or a plain encoder")
-        else:
-            student = start.model
-        layer_map = args.layer_map or uniform_layer_map(first.config.num_layers, student.config.num_layers)
+        if start.task is None or start.task.name != task.name:
+            raise ConfigError(f"{args.student}: the student must be a {task.name!r} model")
+        student, layer_map = start.model, args.layer_map or uniform_layer_map(
+            first.config.num_layers, start.config.num_layers)
     else:
         layer_map = args.layer_map or uniform_layer_map(first.config.num_layers, args.layers)
         student = student_from_teacher(first.model, layer_map)
@@ -235,14 +229,10 @@ def distill(args: DistillArgs, tracker: Tracker | None = None) -> dict[str, Any]
     bar = tqdm(total=total_steps, desc=f"distill {task.name}", unit="step", disable=not args.progress)
     window = LogWindow()
     generator = torch.Generator().manual_seed(args.seed)
-    lengths = [task.padded_length(feature) for feature in features] if args.group_by_length else None
     while state.step < total_steps:
-        if lengths is not None:
-            batches = epoch_batches(len(features), args.batch_size, args.seed, state.epoch, lengths)
-        else:
-            order = torch.randperm(len(features), generator=generator).tolist()
-            batches = [order[start : start + args.batch_size] for start in range(0, len(order), args.batch_size)]
-        for rows in batches:
+        order = torch.randperm(len(features), generator=generator).tolist()
+        for start in range(0, len(order), args.batch_size):
+            rows = order[start : start + args.batch_size]
             batch = task.collate([features[i] for i in rows], pad_id)
             inputs = task.model_inputs(batch)
             output = student(**inputs, output_hidden_states=intermediate,

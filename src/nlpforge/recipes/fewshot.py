@@ -22,7 +22,7 @@ Methods (the loops are here, the pieces in nlpforge.adapt):
                  K examples for the frozen encoder; class prototypes classify (``meta_train`` below)
 With --self-train N, any method's model is a teacher: it labels N unlabelled texts (of the training
 file outside the sample, or of --unlabelled) and a fine-tuned student learns from the sample and its
-confident labels, or (--self-train-targets soft) its probabilities on every text (``train_student``).
+confident labels (``train_student``).
 Every method's model is evaluated through ``load_checkpoint`` of what it wrote, so the reported
 figure is that of the artifact that serves.
 """
@@ -62,7 +62,7 @@ from nlpforge.adapt.generator import (
 from nlpforge.adapt.lora import LoraSettings, add_lora
 from nlpforge.adapt.prompt import PROMPT_KINDS, attach_prompt, save_prompt
 from nlpforge.adapt.sampling import by_label, sample_per_class, sample_stratified
-from nlpforge.adapt.self_training import confident_balanced, most_likely, unlabelled_pool
+from nlpforge.adapt.self_training import confident_balanced, unlabelled_pool
 from nlpforge.backbone_inputs import with_text_prefix
 from nlpforge.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.data.collate import collate_inputs
@@ -72,7 +72,6 @@ from nlpforge.embed import pool
 from nlpforge.errors import CheckpointError, ConfigError, InputDataError
 from nlpforge.predictor import Predictor
 from nlpforge.recipes.configs import FewshotArgs, FinetuneArgs, MetaTrainArgs
-from nlpforge.recipes.distill import DistillArgs, distill
 from nlpforge.recipes.finetune import (
     adamw,
     epoch_batches,
@@ -110,13 +109,6 @@ def write_sample(path: Path, sample: list[Any]) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def sample_file_options(data: DataOptions, sample: list[Any]) -> DataOptions:
-    """How the recipes read a file ``write_sample`` wrote (the rest of ``data``, e.g. the text prefix, kept)."""
-    pairs = sample[0].text_pair is not None
-    return dataclasses.replace(data, text_column="text", label_column="label",
-                               text_pair_column="text_pair" if pairs else None, encoding="utf-8")
-
-
 def train_by_finetuning(args: FewshotArgs, sample: list[Any], labels: list[str], seed: int, out: Path,
                         group_by_length: bool = False, pooling: str = "cls") -> Path:
     """finetune / lora / prompt / deep-prompt: the fine-tuning recipe on the sample, keeping the last model
@@ -125,7 +117,9 @@ def train_by_finetuning(args: FewshotArgs, sample: list[Any], labels: list[str],
     out.parent.mkdir(parents=True, exist_ok=True)
     sample_file = out.parent / f"{out.name}.sample.jsonl"
     write_sample(sample_file, sample)
-    data = sample_file_options(args.data, sample)
+    pairs = sample[0].text_pair is not None
+    data = dataclasses.replace(args.data, text_column="text", label_column="label",
+                               text_pair_column="text_pair" if pairs else None, encoding="utf-8")
     finetune(FinetuneArgs(
         task=TASK, model=args.model, train=str(sample_file), out=str(out), eval=None,
         epochs=args.epochs or DEFAULT_EPOCHS[args.method],
@@ -363,35 +357,13 @@ def train_student(args: FewshotArgs, texts: list[Any], sample: list[Any], labels
         raise InputDataError(f"{args.unlabelled or args.train}: --self-train needs unlabelled texts beyond the "
                              f"sample, but only {len(pool)} are there; give more texts (--unlabelled FILE) or "
                              "--self-train 0")
-    predictions = Predictor.load(teacher_dir, batch_size=args.eval_batch_size).predict_parsed(pool)
-    gold = sample * args.self_train_sample_repeats
-    if args.self_train_targets == "soft":
-        student_dir = distil_student(args, gold + most_likely(pool, predictions), seed, teacher_dir, out)
-        shutil.rmtree(teacher_dir, ignore_errors=True)
-        return student_dir, len(pool)
-    pseudo = confident_balanced(pool, predictions, labels)
+    teacher = Predictor.load(teacher_dir, batch_size=args.eval_batch_size)
+    pseudo = confident_balanced(pool, teacher.predict_parsed(pool), labels)
     shutil.rmtree(teacher_dir, ignore_errors=True)
     student = dataclasses.replace(args, method="finetune", epochs=args.self_train_epochs,
                                   batch_size=SELF_TRAIN_BATCH_SIZE, learning_rate=DEFAULT_LEARNING_RATE["finetune"])
+    gold = sample * args.self_train_sample_repeats
     return train_by_finetuning(student, gold + pseudo, labels, seed, out, group_by_length=True), len(pseudo)
-
-
-def distil_student(args: FewshotArgs, examples: list[Any], seed: int, teacher_dir: Path, out: Path) -> Path:
-    """--self-train-targets soft: ``args.model`` (a fresh head on it) learns the teacher's probabilities on
-    ``examples`` (the distillation recipe's KL term at its default temperature and weight; the labels given
-    here, gold or the teacher's most likely, are its small hard-label term)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    examples_file = out.parent / f"{out.name}.distil.jsonl"
-    write_sample(examples_file, examples)
-    distill(DistillArgs(
-        task=TASK, teachers=[str(teacher_dir)], train=str(examples_file), out=str(out), student=args.model,
-        epochs=args.self_train_epochs, batch_size=SELF_TRAIN_BATCH_SIZE,
-        learning_rate=DEFAULT_LEARNING_RATE["finetune"], max_length=args.max_length,
-        eval_batch_size=args.eval_batch_size, group_by_length=True, seed=seed, log_every=10**9, progress=False,
-        data=sample_file_options(args.data, examples)))
-    examples_file.unlink()
-    (out / "metrics.jsonl").unlink(missing_ok=True)
-    return out
 
 
 def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labels: list[str], out: Path,
