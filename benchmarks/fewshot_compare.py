@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="nlpforge's methods' peak learning rate (default: each method's; with --self-train the "
                         "teacher's, the student keeps fine-tuning's)")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="nlpforge's methods: tokens per text (default: the fewshot command's, 128)")
     parser.add_argument("--head-steps", type=int, default=None,
                         help="contrastive: full-batch head steps after the centroid start (default: the method's)")
     parser.add_argument("--self-train", type=int, default=0,
@@ -168,6 +170,7 @@ def main() -> None:
                               "self_train_sample_repeats": args.self_train_sample_repeats,
                               "learning_rate": args.learning_rate or "each method's default",
                               "head_steps": args.head_steps or "the method's default",
+                              "max_length": args.max_length or "the fewshot command's default",
                               "setfit_pairs": (f"num_iterations={args.setfit_iterations}" if args.setfit_iterations
                                                else "library default (oversampling)"),
                               "setfit_max_length": args.setfit_max_length or "backbone default",
@@ -198,9 +201,12 @@ def main() -> None:
                                                self_train_sample_repeats=args.self_train_sample_repeats,
                                                learning_rate=args.learning_rate, **cloze,
                                                **({"head_steps": args.head_steps} if args.head_steps else {}),
+                                               **({"max_length": args.max_length} if args.max_length else {}),
                                                **{kind: value})
                     result = run_setting(fewshot_args, train, evaluation, labels, Path(tmp),
-                                         value if kind == "k" else None)
+                                         value if kind == "k" else None,
+                                         on_run=lambda run, tag={kind: value, "method": method}: print(
+                                             json.dumps({**tag, **run}), file=sys.stderr, flush=True))
                 result = {key: result[key] for key in ("runs", "mean_accuracy", "std_accuracy", "mean_macro_f1",
                                                        "mean_seconds", "before_self_training", "earlier_rounds")
                           if key in result}

@@ -119,9 +119,11 @@ def test_fewshot_command_writes_results_and_a_serving_model(
     code, stdout, stderr = run_cli(
         monkeypatch, capsys, "fewshot", "--method", method, "--model", tiny_bert_dir, "--train",
         tmp_path / "train.tsv", "--eval", tmp_path / "dev.tsv", "--k", "4", "--seeds", "2", "--epochs", "2",
-        "--pair-iterations", "2", "--head-steps", "20", "--out", out, "--no-progress")
+        "--pair-iterations", "2", "--head-steps", "20", "--out", out)
     assert code == 0, stderr
     results = json.loads((out / "results.json").read_text())
+    for run in results["runs"]:  # each seed is announced on stderr as it finishes
+        assert f"seed {run['seed']}: accuracy {run['accuracy']:.2f}" in stderr
     assert results["method"] == method and results["k"] == 4
     assert [run["seed"] for run in results["runs"]] == [0, 1]
     assert all(0 <= run["accuracy"] <= 100 and run["train_examples"] == 8 for run in results["runs"])

@@ -35,8 +35,9 @@ import math
 import random
 import shutil
 import statistics
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -367,9 +368,11 @@ def train_student(args: FewshotArgs, texts: list[Any], sample: list[Any], labels
 
 
 def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labels: list[str], out: Path,
-                k: int | None, unlabelled: list[Any] | None = None) -> dict[str, Any]:
+                k: int | None, unlabelled: list[Any] | None = None,
+                on_run: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Every seed of one K (or of --examples): runs, summary, and the best run's model in OUT/model.
-    ``unlabelled``: the texts --self-train labels (default: ``train`` outside each sample)."""
+    ``unlabelled``: the texts --self-train labels (default: ``train`` outside each sample); ``on_run``
+    is called with each seed's run record as soon as it is measured (long settings report as they go)."""
     runs, best = [], None
     work = out / ".runs"
     for seed in range(args.seed, args.seed + args.seeds):
@@ -399,6 +402,8 @@ def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labe
         run.update({"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "seconds": round(seconds, 2),
                     "train_examples": len(sample)})
         runs.append(run)
+        if on_run is not None:
+            on_run(run)
         if best is None or run["accuracy"] > best[0]["accuracy"]:
             if best is not None:
                 shutil.rmtree(best[1], ignore_errors=True)
@@ -427,6 +432,14 @@ def read_unlabelled(path: str, encoding: str) -> list[Any]:
     return [task.parse_input(record, where) for record, where in input_records(read_lines(path, encoding), path)]
 
 
+def announce_run(run: dict[str, Any]) -> None:
+    """One line on stderr per finished seed: a 5-seed setting with self-training runs for an hour or more."""
+    teacher = run.get("before_self_training")
+    before = f" (teacher before self-training: {teacher['accuracy']:.2f})" if teacher else ""
+    print(f"seed {run['seed']}: accuracy {run['accuracy']:.2f}, macro-F1 {run['macro_f1']:.2f}, "
+          f"{run['seconds']:.0f} s{before}", file=sys.stderr, flush=True)
+
+
 def fewshot(args: FewshotArgs) -> dict[str, Any]:
     """Run the protocol; writes OUT/results.json (one K or --examples: the runs at the top level;
     several K: one such record per K under ``results``, each also in OUT/k<K>/results.json)."""
@@ -450,7 +463,8 @@ def fewshot(args: FewshotArgs) -> dict[str, Any]:
     for k in settings:
         target = out / f"k{k}" if len(settings) > 1 else out
         target.mkdir(parents=True, exist_ok=True)
-        record = run_setting(args, train, evaluation, labels, target, k, unlabelled)
+        record = run_setting(args, train, evaluation, labels, target, k, unlabelled,
+                             on_run=announce_run if args.progress else None)
         write_json(target / "results.json", record)
         results.append(record)
     if len(results) > 1:
