@@ -36,6 +36,14 @@ DATASETS = {  # backbone, train, report split, data options
 }
 # --method cloze: its template and verbalizer per dataset, on the masked-LM backbone (--cloze-model)
 CLOZE = {"chnsenticorp": {"template": ["{text}总之很{mask}。"], "verbalizer": "1=好,0=差"}}
+# --label-text: what each label means, as the methods read it (fewshot --label-text); chosen on train hold-outs
+# by the untrained backbone's nearest-label-text accuracy (TNEWS: CLUE's category names; SST-2: LM-BFF's words)
+TNEWS_NAMES = {"news_story": "故事", "news_culture": "文化", "news_entertainment": "娱乐",
+               "news_sports": "体育", "news_finance": "财经", "news_house": "房产", "news_car": "汽车",
+               "news_edu": "教育", "news_tech": "科技", "news_military": "军事", "news_travel": "旅游",
+               "news_world": "国际", "news_stock": "股票", "news_agriculture": "农业", "news_game": "游戏"}
+LABEL_TEXT = {"chnsenticorp": "1=总之很好,0=总之很差", "sst2": "1=It was great.,0=It was terrible.",
+              "tnews": ",".join(f"{label}=这是一条{name}新闻" for label, name in TNEWS_NAMES.items())}
 CLOZE_MODEL = ROOT / "benchmarks" / "work" / "pretrain" / "e5-zh-wwm"  # benchmarks/pretrain_continued.py
 
 
@@ -111,6 +119,10 @@ def main() -> None:
                         "teacher's, the student keeps fine-tuning's)")
     parser.add_argument("--max-length", type=int, default=None,
                         help="nlpforge's methods: tokens per text (default: the fewshot command's, 128)")
+    parser.add_argument("--label-text", action="store_true",
+                        help="nlpforge's methods read the dataset's label texts (LABEL_TEXT, fewshot --label-text)")
+    parser.add_argument("--label-text-copies", type=int, default=None,
+                        help="--label-text: copies of each text in the sample (default: the fewshot command's)")
     parser.add_argument("--head-steps", type=int, default=None,
                         help="contrastive: full-batch head steps after the centroid start (default: the method's)")
     parser.add_argument("--self-train", type=int, default=0,
@@ -171,6 +183,8 @@ def main() -> None:
                               "learning_rate": args.learning_rate or "each method's default",
                               "head_steps": args.head_steps or "the method's default",
                               "max_length": args.max_length or "the fewshot command's default",
+                              "label_text": LABEL_TEXT[args.dataset] if args.label_text else "",
+                              "label_text_copies": args.label_text_copies or "the fewshot command's default",
                               "setfit_pairs": (f"num_iterations={args.setfit_iterations}" if args.setfit_iterations
                                                else "library default (oversampling)"),
                               "setfit_max_length": args.setfit_max_length or "backbone default",
@@ -202,6 +216,9 @@ def main() -> None:
                                                learning_rate=args.learning_rate, **cloze,
                                                **({"head_steps": args.head_steps} if args.head_steps else {}),
                                                **({"max_length": args.max_length} if args.max_length else {}),
+                                               **({"label_text": LABEL_TEXT[args.dataset]} if args.label_text else {}),
+                                               **({"label_text_copies": args.label_text_copies}
+                                                  if args.label_text_copies else {}),
                                                **{kind: value})
                     result = run_setting(fewshot_args, train, evaluation, labels, Path(tmp),
                                          value if kind == "k" else None,

@@ -342,3 +342,39 @@ def test_fewshot_self_training_labels_the_unlabelled_file(
         tmp_path / "train.tsv", "--eval", tmp_path / "train.tsv", "--k", "4", "--unlabelled", unlabelled,
         "--out", tmp_path / "o2", "--no-progress")
     assert code == 2 and "--unlabelled is read by self-training only" in stderr
+
+
+def test_label_texts_join_the_sample_of_teacher_and_student(
+        tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    write_classification(tmp_path / "train.tsv", 40, seed=0)
+    from nlpforge.recipes import fewshot
+
+    rows = []  # per fine-tuning run: the lines of the file it trains on
+    real_finetune = fewshot.finetune
+    monkeypatch.setattr(fewshot, "finetune", lambda args: rows.append(
+        Path(args.train).read_text(encoding="utf-8").splitlines()) or real_finetune(args))
+    out = tmp_path / "fs"
+    code, _, stderr = run_cli(
+        monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
+        tmp_path / "train.tsv", "--eval", tmp_path / "train.tsv", "--k", "4", "--seeds", "1", "--epochs", "1",
+        "--self-train", "20", "--self-train-epochs", "1", "--label-text", "1=has z|z z,0=no z",
+        "--label-text-copies", "2", "--out", out, "--no-progress")
+    assert code == 0, stderr
+    teacher, student = rows
+    described = [json.dumps({"text": text, "label": label}) for text, label in
+                 [("no z", "0"), ("no z", "0"), ("has z", "1"), ("has z", "1"), ("z z", "1"), ("z z", "1")]]
+    assert len(teacher) == 8 + 6 and teacher[8:] == described  # K=4 per class, then each text twice, by label
+    assert len(student) == 14 + 10 and student[:14] == teacher  # ... and the student sees them too
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    assert run["train_examples"] == 8 and run["label_text_examples"] == 6
+    common = ["fewshot", "--model", tiny_bert_dir, "--train", tmp_path / "train.tsv", "--eval",
+              tmp_path / "train.tsv", "--k", "4", "--seeds", "1", "--out", tmp_path / "o2", "--no-progress"]
+    for flags, message in [
+            (["--method", "finetune", "--label-text", "1=has z,2=no z"],
+             "--label-text '1=has z,2=no z': no label '2' in "),
+            (["--method", "finetune", "--label-text", "1=has z"], "no text for '0' (its labels: 0, 1)"),
+            (["--method", "finetune", "--label-text", "1 has z"], "expected LABEL=WORD"),
+            (["--method", "cloze", "--template", "{text} {mask}", "--verbalizer", "1=a,0=b", "--label-text",
+              "1=a,0=b"], "--method cloze reads labels through its --verbalizer instead")]:
+        code, _, stderr = run_cli(monkeypatch, capsys, *common, *flags)
+        assert code == 2 and message in stderr, stderr

@@ -27,8 +27,9 @@ from nlpforge.errors import ConfigError, InputDataError
 TEXT, TEXT_PAIR, MASK = "{text}", "{text_pair}", "{mask}"
 
 
-def parse_verbalizer(value: str | dict[str, Any]) -> dict[str, list[str]]:
-    """``"1=好|棒,0=差"`` (or a mapping, e.g. from YAML) -> {"1": ["好", "棒"], "0": ["差"]}."""
+def parse_verbalizer(value: str | dict[str, Any], flag: str = "--verbalizer") -> dict[str, list[str]]:
+    """``"1=好|棒,0=差"`` (or a mapping, e.g. from YAML) -> {"1": ["好", "棒"], "0": ["差"]}; ``flag``
+    names the option in errors (the same syntax gives ``fewshot --label-text`` its texts)."""
     if isinstance(value, dict):
         return {str(label): [words] if isinstance(words, str) else [str(w) for w in words]
                 for label, words in value.items()}
@@ -36,7 +37,7 @@ def parse_verbalizer(value: str | dict[str, Any]) -> dict[str, list[str]]:
     for item in (part.strip() for part in value.split(",") if part.strip()):
         label, sep, words = item.partition("=")
         if not sep or not label.strip() or not words.strip():
-            raise ConfigError(f"--verbalizer {value!r}: expected LABEL=WORD[|WORD...] pairs separated by commas, "
+            raise ConfigError(f"{flag} {value!r}: expected LABEL=WORD[|WORD...] pairs separated by commas, "
                               "e.g. 1=好|棒,0=差")
         verbalizer[label.strip()] = [w.strip() for w in words.split("|") if w.strip()]
     return verbalizer

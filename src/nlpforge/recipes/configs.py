@@ -272,6 +272,12 @@ class FewshotArgs:
                                   factory=list)
     verbalizer: str = setting("", "cloze: the word(s) of each label, one token each: LABEL=WORD[|WORD...] "
                                   "separated by commas, e.g. '1=好,0=差'.")
+    label_text: str = setting("", "Every method but cloze and generator: a text saying what each label means, "
+                                  "LABEL=TEXT[|TEXT...] separated by commas, e.g. '1=总之很好评,0=总之很差评'; each "
+                                  "text joins the sample --label-text-copies times as an example of its label "
+                                  "(SetFit's templated examples), so the model starts from what the label says, "
+                                  "not from a handful of examples alone. Single texts only; every label needs one.")
+    label_text_copies: int = setting(8, "--label-text: how many times each label's text joins the sample.")
     cloze_tuning: str = setting("full", "cloze: tune every weight (full) or LoRA adapters (lora: --lora-r, "
                                         "--lora-targets) on the cloze objective.", choices=CLOZE_TUNING)
     generator: str | None = setting(None, "generator: a meta-trained prompt generator directory (nlpforge "
@@ -315,6 +321,10 @@ class FewshotArgs:
         if self.method == "cloze" and not (self.template and self.verbalizer):
             raise ConfigError("--method cloze needs --template (e.g. '{text}总之很{mask}。') and --verbalizer "
                               "(e.g. '1=好,0=差')")
+        if self.label_text and self.method in ("cloze", "generator"):
+            raise ConfigError(f"--label-text is for the methods that learn from examples; --method {self.method} "
+                              "reads labels through its " + ("--verbalizer" if self.method == "cloze" else
+                                                              "--description") + " instead")
         if self.method == "generator" and not self.generator:
             raise ConfigError("--method generator needs --generator DIR (nlpforge fewshot meta-train writes one)")
         if self.generator_steps < 0 or self.reward_iterations < 0:
@@ -328,7 +338,7 @@ class FewshotArgs:
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
         _check_positive(self, ("seeds", "max_length", "lora_r", "prompt_length", "pair_iterations", "head_steps",
-                               "eval_batch_size"))
+                               "eval_batch_size", "label_text_copies"))
         if self.epochs is not None and self.epochs <= 0:
             raise ConfigError(f"--epochs must be > 0, got {self.epochs}")
         if self.learning_rate is not None and self.learning_rate <= 0:

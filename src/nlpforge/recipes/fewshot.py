@@ -67,6 +67,7 @@ from nlpforge.adapt.self_training import confident_balanced, unlabelled_pool
 from nlpforge.backbone_inputs import with_text_prefix
 from nlpforge.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_directory_atomically
 from nlpforge.data.collate import collate_inputs
+from nlpforge.data.examples import TextExample
 from nlpforge.data.options import DataOptions
 from nlpforge.data.text import input_records, read_lines
 from nlpforge.embed import pool
@@ -347,12 +348,13 @@ def evaluate_model(model_dir: Path, evaluation: list[Any], labels: list[str], ar
     return {"accuracy": round(metrics["accuracy"], 2), "macro_f1": round(metrics["macro_f1"], 2)}
 
 
-def train_student(args: FewshotArgs, texts: list[Any], sample: list[Any], labels: list[str], seed: int,
-                  teacher_dir: Path, out: Path) -> tuple[Path, int]:
+def train_student(args: FewshotArgs, texts: list[Any], sample: list[Any], described: list[Any], labels: list[str],
+                  seed: int, teacher_dir: Path, out: Path) -> tuple[Path, int]:
     """--self-train: the teacher labels up to N of ``texts`` (the training file, or --unlabelled) outside
-    the sample (their labels are never read); ``args.model`` is fine-tuned on the sample and the
-    confident, balanced part of them (adapt/self_training.py), the sample repeated
-    --self-train-sample-repeats times. Returns the student's directory and how many pseudo-labels it saw."""
+    the sample (their labels are never read); ``args.model`` is fine-tuned on the sample, the
+    --label-text examples (``described``) and the confident, balanced part of them
+    (adapt/self_training.py), the sample and its label texts repeated --self-train-sample-repeats times.
+    Returns the student's directory and how many pseudo-labels it saw."""
     pool = unlabelled_pool(texts, sample, args.self_train, seed)
     if len(pool) < 2 * len(labels):
         raise InputDataError(f"{args.unlabelled or args.train}: --self-train needs unlabelled texts beyond the "
@@ -363,8 +365,27 @@ def train_student(args: FewshotArgs, texts: list[Any], sample: list[Any], labels
     shutil.rmtree(teacher_dir, ignore_errors=True)
     student = dataclasses.replace(args, method="finetune", epochs=args.self_train_epochs,
                                   batch_size=SELF_TRAIN_BATCH_SIZE, learning_rate=DEFAULT_LEARNING_RATE["finetune"])
-    gold = sample * args.self_train_sample_repeats
+    gold = (sample + described) * args.self_train_sample_repeats
     return train_by_finetuning(student, gold + pseudo, labels, seed, out, group_by_length=True), len(pseudo)
+
+
+def label_text_examples(args: FewshotArgs, labels: Sequence[str], train: Sequence[Any]) -> list[Any]:
+    """--label-text: each label's text(s) as examples of it, --label-text-copies times each (none without
+    the flag). Their ``line`` is 0: they come from the command line, not from a file."""
+    if not args.label_text:
+        return []
+    texts = parse_verbalizer(args.label_text, "--label-text")
+    unknown = sorted(set(texts) - set(labels))
+    missing = [label for label in labels if not texts.get(label)]
+    if unknown or missing:
+        raise ConfigError(f"--label-text {args.label_text!r}: " + "; ".join(
+            ([f"no label {', '.join(map(repr, unknown))} in {args.train}"] if unknown else [])
+            + ([f"no text for {', '.join(map(repr, missing))}"] if missing else []))
+            + f" (its labels: {', '.join(labels)})")
+    if any(example.text_pair is not None for example in train):
+        raise ConfigError(f"--label-text: {args.train} holds text pairs; a label's text describes single texts")
+    return [TextExample(text, None, label, 0) for label in labels for text in texts[label]
+            for _ in range(args.label_text_copies)]
 
 
 def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labels: list[str], out: Path,
@@ -375,9 +396,11 @@ def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labe
     is called with each seed's run record as soon as it is measured (long settings report as they go)."""
     runs, best = [], None
     work = out / ".runs"
+    described = label_text_examples(args, labels, train)
     for seed in range(args.seed, args.seed + args.seeds):
-        sample = (sample_per_class(train, k, seed, args.train) if k is not None
-                  else sample_stratified(train, args.examples, seed, args.train))
+        drawn = (sample_per_class(train, k, seed, args.train) if k is not None
+                 else sample_stratified(train, args.examples, seed, args.train))
+        sample = drawn + described
         start = time.perf_counter()
         model_dir = METHODS[args.method](args, sample, labels, seed, work / f"seed{seed}")
         run: dict[str, Any] = {"seed": seed}
@@ -393,14 +416,15 @@ def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labe
                     paused = time.perf_counter()
                     earlier_rounds.append(evaluate_model(model_dir, evaluation, labels, args))
                     start += time.perf_counter() - paused
-                model_dir, run["pseudo_labelled"] = train_student(args, unlabelled or train, sample, labels, seed,
-                                                                  model_dir, work / f"seed{seed}-round{round_number}")
+                model_dir, run["pseudo_labelled"] = train_student(
+                    args, unlabelled or train, drawn, described, labels, seed, model_dir,
+                    work / f"seed{seed}-round{round_number}")
             if earlier_rounds:
                 run["earlier_rounds"] = earlier_rounds
         seconds = time.perf_counter() - start
         metrics = evaluate_model(model_dir, evaluation, labels, args)
         run.update({"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "seconds": round(seconds, 2),
-                    "train_examples": len(sample)})
+                    "train_examples": len(drawn), **({"label_text_examples": len(described)} if described else {})})
         runs.append(run)
         if on_run is not None:
             on_run(run)
