@@ -10,7 +10,9 @@ default arguments: one epoch of oversampled pairs, batch 16, body lr 2e-5, logis
 ``cloze`` runs on the masked-LM backbone built by benchmarks/pretrain_continued.py (e5-small-zhen with
 a whole-word MLM head) with the template and verbalizer of ``CLOZE``, chosen before any run.
 ``--text-prefix 'query: '`` puts E5's prefix in front of every input of nlpforge's methods, and
-``--setfit-text-prefix`` in front of SetFit's (both read the bare texts by default).
+``--setfit-text-prefix`` in front of SetFit's (both read the bare texts by default). ``--label-text``
+gives every method the dataset's label texts (``LABEL_TEXT``): nlpforge's through ``fewshot --label-text``,
+SetFit as the same examples added to its training set.
 Accuracy is on the dataset's report split (../shared/data/README.md), or with ``--holdout N`` on N
 rows held out of the train split (for choosing settings without looking at the report split). Writes
 benchmarks/results/fewshot_<dataset>.json: per setting and method, the runs and their mean and std.
@@ -24,6 +26,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +78,12 @@ def backbone_path(name: str) -> str:
 
 
 def setfit_run(backbone: str, sample: list[Any], evaluation: list[Any], labels: list[str], seed: int,
-               iterations: int, max_length: int = 0, prefix: str = "") -> dict:
+               iterations: int, max_length: int = 0, prefix: str = "", described: Sequence[Any] = ()) -> dict:
     """The SetFit library with its defaults on one sample (``iterations`` > 0: that many pairs per
     example and iteration instead of the default oversampling; ``max_length`` > 0: texts cut to that
-    many tokens instead of the backbone's 512; ``prefix`` in front of every text); accuracy on the
-    evaluation examples."""
+    many tokens instead of the backbone's 512; ``prefix`` in front of every text; ``described``: the
+    label texts' examples, trained on beside the sample as nlpforge's methods do with --label-text);
+    accuracy on the evaluation examples."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
     from sklearn.metrics import accuracy_score, f1_score
@@ -88,8 +92,9 @@ def setfit_run(backbone: str, sample: list[Any], evaluation: list[Any], labels: 
     model = SetFitModel.from_pretrained(backbone)
     if max_length:
         model.model_body.max_seq_length = max_length
-    train = Dataset.from_dict({"text": [prefix + e.text for e in sample],
-                               "label": [labels.index(e.label) for e in sample]})
+    examples = [*sample, *described]
+    train = Dataset.from_dict({"text": [prefix + e.text for e in examples],
+                               "label": [labels.index(e.label) for e in examples]})
     with tempfile.TemporaryDirectory() as tmp:  # the Trainer's output_dir (checkpoints)
         pairs = {"num_iterations": iterations} if iterations else {}
         arguments = TrainingArguments(seed=seed, show_progress_bar=False, report_to="none", output_dir=tmp, **pairs)
@@ -99,7 +104,7 @@ def setfit_run(backbone: str, sample: list[Any], evaluation: list[Any], labels: 
     gold = [labels.index(e.label) for e in evaluation]
     return {"seed": seed, "accuracy": round(100 * accuracy_score(gold, predicted), 2),
             "macro_f1": round(100 * f1_score(gold, predicted, average="macro"), 2), "seconds": round(seconds, 2),
-            "train_examples": len(sample)}
+            "train_examples": len(sample), **({"label_text_examples": len(described)} if described else {})}
 
 
 def main() -> None:
@@ -120,7 +125,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=None,
                         help="nlpforge's methods: tokens per text (default: the fewshot command's, 128)")
     parser.add_argument("--label-text", action="store_true",
-                        help="nlpforge's methods read the dataset's label texts (LABEL_TEXT, fewshot --label-text)")
+                        help="every method reads the dataset's label texts (LABEL_TEXT, fewshot --label-text; "
+                        "SetFit trains on the same label-text examples beside each sample)")
     parser.add_argument("--label-text-copies", type=int, default=None,
                         help="--label-text: copies of each text in the sample (default: the fewshot command's)")
     parser.add_argument("--head-steps", type=int, default=None,
@@ -152,7 +158,7 @@ def main() -> None:
     from nlpforge.adapt.sampling import sample_per_class, sample_stratified
     from nlpforge.data.options import DataOptions
     from nlpforge.recipes.configs import FewshotArgs
-    from nlpforge.recipes.fewshot import run_setting, summary_of
+    from nlpforge.recipes.fewshot import label_text_examples, run_setting, summary_of
     from nlpforge.tasks import get_task
 
     torch.set_num_threads(args.threads)
@@ -171,6 +177,10 @@ def main() -> None:
     if args.max_eval:
         evaluation = evaluation[: args.max_eval]
     labels = task.label_names(train, None)
+    # SetFit's share of --label-text: the examples that the fewshot command adds to every sample
+    described = label_text_examples(LABEL_TEXT[args.dataset] if args.label_text else "",
+                                    args.label_text_copies or FewshotArgs.label_text_copies, labels, train,
+                                    train_file)
     settings = [("k", int(k)) for k in args.k.split(",") if k]
     settings += [("examples", args.examples)] if args.examples else []
     out_file = args.out or ROOT / "benchmarks" / "results" / f"fewshot_{args.dataset}.json"
@@ -201,7 +211,7 @@ def main() -> None:
                     sample = (sample_per_class(train, value, seed, train_file) if kind == "k"
                               else sample_stratified(train, value, seed, train_file))
                     runs.append(setfit_run(backbone, sample, evaluation, labels, seed, args.setfit_iterations,
-                                           args.setfit_max_length, args.setfit_text_prefix))
+                                           args.setfit_max_length, args.setfit_text_prefix, described))
                     print(json.dumps({kind: value, "method": method, **runs[-1]}), file=sys.stderr, flush=True)
                 result = {"runs": runs, **summary_of(runs)}
             else:

@@ -369,23 +369,24 @@ def train_student(args: FewshotArgs, texts: list[Any], sample: list[Any], descri
     return train_by_finetuning(student, gold + pseudo, labels, seed, out, group_by_length=True), len(pseudo)
 
 
-def label_text_examples(args: FewshotArgs, labels: Sequence[str], train: Sequence[Any]) -> list[Any]:
-    """--label-text: each label's text(s) as examples of it, --label-text-copies times each (none without
-    the flag). Their ``line`` is 0: they come from the command line, not from a file."""
-    if not args.label_text:
+def label_text_examples(label_text: str, copies: int, labels: Sequence[str], train: Sequence[Any],
+                        train_name: str) -> list[Any]:
+    """--label-text: each label's text(s) as examples of it, ``copies`` times each (none for an empty
+    ``label_text``). ``train``, read from ``train_name``, must hold single texts. Their ``line`` is 0: they
+    come from the command line, not from a file."""
+    if not label_text:
         return []
-    texts = parse_verbalizer(args.label_text, "--label-text")
+    texts = parse_verbalizer(label_text, "--label-text")
     unknown = sorted(set(texts) - set(labels))
     missing = [label for label in labels if not texts.get(label)]
     if unknown or missing:
-        raise ConfigError(f"--label-text {args.label_text!r}: " + "; ".join(
-            ([f"no label {', '.join(map(repr, unknown))} in {args.train}"] if unknown else [])
+        raise ConfigError(f"--label-text {label_text!r}: " + "; ".join(
+            ([f"no label {', '.join(map(repr, unknown))} in {train_name}"] if unknown else [])
             + ([f"no text for {', '.join(map(repr, missing))}"] if missing else []))
             + f" (its labels: {', '.join(labels)})")
     if any(example.text_pair is not None for example in train):
-        raise ConfigError(f"--label-text: {args.train} holds text pairs; a label's text describes single texts")
-    return [TextExample(text, None, label, 0) for label in labels for text in texts[label]
-            for _ in range(args.label_text_copies)]
+        raise ConfigError(f"--label-text: {train_name} holds text pairs; a label's text describes single texts")
+    return [TextExample(text, None, label, 0) for label in labels for text in texts[label] for _ in range(copies)]
 
 
 def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labels: list[str], out: Path,
@@ -396,7 +397,7 @@ def run_setting(args: FewshotArgs, train: list[Any], evaluation: list[Any], labe
     is called with each seed's run record as soon as it is measured (long settings report as they go)."""
     runs, best = [], None
     work = out / ".runs"
-    described = label_text_examples(args, labels, train)
+    described = label_text_examples(args.label_text, args.label_text_copies, labels, train, args.train)
     for seed in range(args.seed, args.seed + args.seeds):
         drawn = (sample_per_class(train, k, seed, args.train) if k is not None
                  else sample_stratified(train, args.examples, seed, args.train))
