@@ -297,15 +297,21 @@ def test_fewshot_self_training_reports_the_teacher_and_serves_the_student(
     assert code == 2 and "--self-train needs unlabelled texts beyond the sample, but only 1 are there" in stderr
 
 
-def test_self_training_student_sees_the_sample_repeated(
-        tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    write_classification(tmp_path / "train.tsv", 40, seed=0)
+def record_training_files(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Per fine-tuning run of the fewshot recipe, the lines of the file it trains on (filled as runs go)."""
     from nlpforge.recipes import fewshot
 
-    rows = []  # per fine-tuning run: the lines of the file it trains on
+    rows: list[list[str]] = []
     real_finetune = fewshot.finetune
     monkeypatch.setattr(fewshot, "finetune", lambda args: rows.append(
         Path(args.train).read_text(encoding="utf-8").splitlines()) or real_finetune(args))
+    return rows
+
+
+def test_self_training_student_sees_the_sample_repeated(
+        tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    write_classification(tmp_path / "train.tsv", 40, seed=0)
+    rows = record_training_files(monkeypatch)
     code, _, stderr = run_cli(
         monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
         tmp_path / "train.tsv", "--eval", tmp_path / "train.tsv", "--k", "4", "--seeds", "1", "--epochs", "1",
@@ -347,12 +353,7 @@ def test_fewshot_self_training_labels_the_unlabelled_file(
 def test_label_texts_join_the_sample_of_teacher_and_student(
         tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     write_classification(tmp_path / "train.tsv", 40, seed=0)
-    from nlpforge.recipes import fewshot
-
-    rows = []  # per fine-tuning run: the lines of the file it trains on
-    real_finetune = fewshot.finetune
-    monkeypatch.setattr(fewshot, "finetune", lambda args: rows.append(
-        Path(args.train).read_text(encoding="utf-8").splitlines()) or real_finetune(args))
+    rows = record_training_files(monkeypatch)
     out = tmp_path / "fs"
     code, _, stderr = run_cli(
         monkeypatch, capsys, "fewshot", "--method", "finetune", "--model", tiny_bert_dir, "--train",
