@@ -37,8 +37,6 @@ DATASETS = {  # backbone, train, report split, data options
     "chnsenticorp": ("e5", "chnsenticorp/train.tsv", "chnsenticorp/dev.tsv", {"text_column": "text_a"}),
     "tnews": ("e5", "tnews/train.tsv", "tnews/dev.tsv", {"text_column": 0, "label_column": 1}),
 }
-# --method cloze: its template and verbalizer per dataset, on the masked-LM backbone (--cloze-model)
-CLOZE = {"chnsenticorp": {"template": ["{text}总之很{mask}。"], "verbalizer": "1=好,0=差"}}
 # --label-text: what each label means, as the methods read it (fewshot --label-text); chosen on train hold-outs
 # by the untrained backbone's nearest-label-text accuracy (TNEWS: CLUE's category names; SST-2: LM-BFF's words)
 TNEWS_NAMES = {"news_story": "故事", "news_culture": "文化", "news_entertainment": "娱乐",
@@ -47,6 +45,11 @@ TNEWS_NAMES = {"news_story": "故事", "news_culture": "文化", "news_entertain
                "news_world": "国际", "news_stock": "股票", "news_agriculture": "农业", "news_game": "游戏"}
 LABEL_TEXT = {"chnsenticorp": "1=总之很好,0=总之很差", "sst2": "1=It was great.,0=It was terrible.",
               "tnews": ",".join(f"{label}=这是一条{name}新闻" for label, name in TNEWS_NAMES.items())}
+# --method cloze: its template and verbalizer per dataset, on the masked-LM backbone (--cloze-model); TNEWS's
+# chosen on 2,000 train rows held out (benchmarks/fewshot_cloze_select.py), where every candidate scored near chance
+CLOZE = {"chnsenticorp": {"template": ["{text}总之很{mask}。"], "verbalizer": "1=好,0=差"},
+         "tnews": {"template": ["{text}（{mask}）"],
+                   "verbalizer": ",".join(f"{label}={name}" for label, name in TNEWS_NAMES.items())}}
 CLOZE_MODEL = ROOT / "benchmarks" / "work" / "pretrain" / "e5-zh-wwm"  # benchmarks/pretrain_continued.py
 
 
@@ -114,6 +117,8 @@ def main() -> None:
     parser.add_argument("--k", default="8,16")
     parser.add_argument("--examples", type=int, default=50)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds --first-seed .. --first-seed + --seeds - 1 (to finish a stopped run)")
     parser.add_argument("--max-eval", type=int, default=0, help="evaluate on the first N report examples (0: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--holdout", type=int, default=0, help="evaluate on N random rows of the train split "
@@ -187,7 +192,7 @@ def main() -> None:
     report: dict[str, Any] = {"benchmark": "fewshot_compare", "dataset": args.dataset, "backbone": backbone,
                               "cloze": {**CLOZE.get(args.dataset, {}), "model": str(args.cloze_model)},
                               "train": train_file, "report_split": report_split, "eval_examples": len(evaluation),
-                              "seeds": args.seeds, "self_train": args.self_train,
+                              "seeds": args.seeds, "first_seed": args.first_seed, "self_train": args.self_train,
                               "self_train_rounds": args.self_train_rounds,
                               "self_train_sample_repeats": args.self_train_sample_repeats,
                               "learning_rate": args.learning_rate or "each method's default",
@@ -207,7 +212,7 @@ def main() -> None:
         for method in args.methods.split(","):
             if method == "setfit":
                 runs = []
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     sample = (sample_per_class(train, value, seed, train_file) if kind == "k"
                               else sample_stratified(train, value, seed, train_file))
                     runs.append(setfit_run(backbone, sample, evaluation, labels, seed, args.setfit_iterations,
@@ -220,7 +225,8 @@ def main() -> None:
                     fewshot_args = FewshotArgs(method=method, model=str(args.cloze_model) if cloze else backbone,
                                                train=str(SHARED / "data" / train_file),
                                                eval=str(SHARED / "data" / eval_file), out=tmp, seeds=args.seeds,
-                                               progress=False, data=data, self_train=args.self_train,
+                                               seed=args.first_seed, progress=False, data=data,
+                                               self_train=args.self_train,
                                                self_train_rounds=args.self_train_rounds,
                                                self_train_sample_repeats=args.self_train_sample_repeats,
                                                learning_rate=args.learning_rate, **cloze,
