@@ -13,7 +13,6 @@ Writes benchmarks/results/fewshot_<dataset>_cloze_select.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -31,24 +30,26 @@ CANDIDATES = {  # (templates, verbalizer); None: fewshot_compare.TNEWS_NAMES as 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="tnews", choices=sorted(CANDIDATES))
-    parser.add_argument("--holdout", type=int, default=0, help="rows scored (default: 2,000 TNEWS, 1,000 others)")
-    parser.add_argument("--model", type=Path, help="masked-LM backbone (default: fewshot_compare.py's --cloze-model)")
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    from fewshot_compare import (
+        CLOZE_MODEL,
+        TNEWS_NAMES,
+        held_out_setting,
+        holdout_rows,
+        selection_arguments,
+        write_selection_report,
+    )
+
+    parser = selection_arguments(__doc__, CANDIDATES)
+    parser.add_argument("--model", type=Path, help="masked-LM backbone (default: fewshot_compare.py's --cloze-model)")
+    args = parser.parse_args()
     import torch
 
-    from fewshot_compare import CLOZE_MODEL, TNEWS_NAMES, held_out_setting
-    from machine import machine_record
     from nlpforge.adapt.cloze import ensemble_scores, parse_verbalizer, verbalizer_token_ids
     from nlpforge.recipes.fewshot import masked_lm
 
     torch.set_num_threads(args.threads)
-    holdout = args.holdout or (2000 if args.dataset == "tnews" else 1000)
+    holdout = holdout_rows(args.dataset, args.holdout)
     _, _, evaluation, labels = held_out_setting(args.dataset, holdout, "contrastive", 0, 50)  # its rows only
     model = str(args.model or CLOZE_MODEL)
     loaded = masked_lm(model)
@@ -65,14 +66,10 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row, ensure_ascii=False), flush=True)
     best = max(rows, key=lambda row: row["zero_shot"])
-    report = {"benchmark": "fewshot_cloze_select", "dataset": args.dataset, "backbone": model,
-              "split": f"train (a hold-out of {holdout} rows, seed 0)", "candidates": rows,
-              "best": {"template": best["template"], "verbalizer": best["verbalizer"]},
-              "majority_class": round(float(np.bincount(gold).max() / len(gold) * 100), 2),
-              "seconds": round(time.perf_counter() - start, 1), "command": "python " + " ".join(sys.argv),
-              "machine": machine_record()}
-    out = args.out or ROOT / "benchmarks" / "results" / f"fewshot_{args.dataset}_cloze_select.json"
-    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_selection_report("fewshot_cloze_select", args.dataset, {
+        "backbone": model, "split": f"train (a hold-out of {holdout} rows, seed 0)", "candidates": rows,
+        "best": {"template": best["template"], "verbalizer": best["verbalizer"]},
+        "majority_class": round(float(np.bincount(gold).max() / len(gold) * 100), 2)}, start, args.out)
 
 
 if __name__ == "__main__":

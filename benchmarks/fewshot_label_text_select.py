@@ -14,7 +14,6 @@ read while choosing. Writes benchmarks/results/fewshot_<dataset>_label_text_sele
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -37,27 +36,22 @@ def unit(vectors: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="tnews", choices=sorted(CANDIDATES))
-    parser.add_argument("--holdout", type=int, default=0, help="rows scored (default: 2,000 TNEWS, 1,000 others)")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from fewshot_compare import TNEWS_NAMES, held_out_setting, holdout_rows, selection_arguments, write_selection_report
+
+    parser = selection_arguments(__doc__, CANDIDATES)
     parser.add_argument("--examples", type=int, default=50)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--weights", default="1,4,16", help="a label text counted as W examples of its label")
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
 
-    from fewshot_compare import TNEWS_NAMES, held_out_setting
-    from machine import machine_record
     from nlpforge.adapt.sampling import sample_stratified
     from nlpforge.checkpoint import load_checkpoint
     from nlpforge.embed import embed_texts
 
     torch.set_num_threads(args.threads)
-    holdout = args.holdout or (2000 if args.dataset == "tnews" else 1000)
+    holdout = holdout_rows(args.dataset, args.holdout)
     fewshot_args, train, evaluation, labels = held_out_setting(args.dataset, holdout, "contrastive", 0, args.examples)
     loaded = load_checkpoint(fewshot_args.model, head="base")
 
@@ -93,14 +87,10 @@ def main() -> None:
                     [accuracy(sums + weight * named) for sums, _ in samples])), 2)
             rows.append(row)
             print(json.dumps(row, ensure_ascii=False), flush=True)
-    report = {"benchmark": "fewshot_label_text_select", "dataset": args.dataset, "backbone": fewshot_args.model,
-              "split": f"{fewshot_args.train} (a hold-out of {holdout} rows, seed 0)", "examples": args.examples,
-              "seeds": args.seeds, "max_length": args.max_length, "candidates": rows,
-              "best_zero_shot": max(rows, key=lambda row: row["zero_shot"])["label_text"],
-              "seconds": round(time.perf_counter() - start, 1), "command": "python " + " ".join(sys.argv),
-              "machine": machine_record()}
-    out = args.out or ROOT / "benchmarks" / "results" / f"fewshot_{args.dataset}_label_text_select.json"
-    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_selection_report("fewshot_label_text_select", args.dataset, {
+        "backbone": fewshot_args.model, "split": f"{fewshot_args.train} (a hold-out of {holdout} rows, seed 0)",
+        "examples": args.examples, "seeds": args.seeds, "max_length": args.max_length, "candidates": rows,
+        "best_zero_shot": max(rows, key=lambda row: row["zero_shot"])["label_text"]}, start, args.out)
 
 
 if __name__ == "__main__":
