@@ -50,7 +50,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     holdout = holdout_rows(args.dataset, args.holdout)
-    _, _, evaluation, labels = held_out_setting(args.dataset, holdout, "contrastive", 0, 50)  # its rows only
+    # its rows only
+    _, _, evaluation, labels = held_out_setting(args.dataset, holdout, "contrastive", 0, 50, args.max_length)
     model = str(args.model or CLOZE_MODEL)
     loaded = masked_lm(model)
     texts = [(e.text, e.text_pair) for e in evaluation]

@@ -53,10 +53,12 @@ CLOZE = {"chnsenticorp": {"template": ["{text}总之很{mask}。"], "verbalizer"
 CLOZE_MODEL = ROOT / "benchmarks" / "work" / "pretrain" / "e5-zh-wwm"  # benchmarks/pretrain_continued.py
 
 
-def held_out_setting(dataset: str, holdout: int, method: str, k: int, examples: int) -> tuple[Any, list, list, list]:
+def held_out_setting(dataset: str, holdout: int, method: str, k: int, examples: int,
+                     max_length: int) -> tuple[Any, list, list, list]:
     """The selection benchmarks' setting on the train split only: its rows shuffled (seed 0), the first
     ``holdout`` to evaluate on and the rest to sample from. Returns (FewshotArgs of ``method`` on the
-    dataset's backbone, K per class or ``examples`` in total; training rows; evaluation rows; labels)."""
+    dataset's backbone, K per class or ``examples`` in total, texts cut at ``max_length`` tokens; training
+    rows; evaluation rows; labels)."""
     from nlpforge.data.options import DataOptions
     from nlpforge.recipes.configs import FewshotArgs
     from nlpforge.tasks import get_task
@@ -68,7 +70,7 @@ def held_out_setting(dataset: str, holdout: int, method: str, k: int, examples: 
     evaluation, train = train[:holdout], train[holdout:]
     args = FewshotArgs(method=method, model=backbone_path(backbone_name), train=str(SHARED / "data" / train_file),
                        eval=str(SHARED / "data" / eval_file), out="unused", seeds=1, progress=False, data=data,
-                       **({"k": "", "examples": examples} if examples else {"k": str(k)}))
+                       max_length=max_length, **({"k": "", "examples": examples} if examples else {"k": str(k)}))
     return args, train, evaluation, get_task("classify").label_names(train, None)
 
 
@@ -157,7 +159,8 @@ def main() -> None:
                         help="nlpforge's methods' peak learning rate (default: each method's; with --self-train the "
                         "teacher's, the student keeps fine-tuning's)")
     parser.add_argument("--max-length", type=int, default=None,
-                        help="nlpforge's methods: tokens per text (default: the fewshot command's, 128)")
+                        help="nlpforge's methods: tokens per text (default: the fewshot command's, 256; results "
+                        "files that record 'the fewshot command's default' were measured at 128)")
     parser.add_argument("--label-text", action="store_true",
                         help="every method reads the dataset's label texts (LABEL_TEXT, fewshot --label-text; "
                         "SetFit trains on the same label-text examples beside each sample)")
@@ -226,7 +229,7 @@ def main() -> None:
                               "self_train_sample_repeats": args.self_train_sample_repeats,
                               "learning_rate": args.learning_rate or "each method's default",
                               "head_steps": args.head_steps or "the method's default",
-                              "max_length": args.max_length or "the fewshot command's default",
+                              "max_length": args.max_length or FewshotArgs.max_length,
                               "label_text": LABEL_TEXT[args.dataset] if args.label_text else "",
                               "label_text_copies": args.label_text_copies or "the fewshot command's default",
                               "setfit_pairs": (f"num_iterations={args.setfit_iterations}" if args.setfit_iterations

@@ -121,8 +121,10 @@ def main() -> None:
         print(json.dumps({"method": "no-prompt", "mean_accuracy": report["no-prompt"]["mean_accuracy"]}), flush=True)
     for method in (m for m in ("generator", "prompt") if m in methods):
         with tempfile.TemporaryDirectory() as tmp:
+            # 128 tokens, as the no-prompt baseline above reads them
             result = fewshot(FewshotArgs(method=method, model=E5, train=str(train), eval=str(evaluation), out=tmp,
-                                         k=str(args.k), seeds=args.seeds, prompt_length=10, progress=False,
+                                         k=str(args.k), seeds=args.seeds, prompt_length=10, max_length=128,
+                                         progress=False,
                                          generator=str(args.generator_dir) if method == "generator" else None))
         report[method] = {key: result[key] for key in ("runs", "mean_accuracy", "std_accuracy", "mean_seconds")}
         print(json.dumps({"method": method, "mean_accuracy": result["mean_accuracy"],

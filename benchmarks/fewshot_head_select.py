@@ -72,8 +72,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     holdout = holdout_rows(args.dataset, args.holdout)
-    fewshot_args, train, evaluation, labels = held_out_setting(args.dataset, holdout, "contrastive", 0, args.examples)
-    fewshot_args = dataclasses.replace(fewshot_args, max_length=args.max_length, learning_rate=args.learning_rate,
+    fewshot_args, train, evaluation, labels = held_out_setting(args.dataset, holdout, "contrastive", 0, args.examples,
+                                                               args.max_length)
+    fewshot_args = dataclasses.replace(fewshot_args, learning_rate=args.learning_rate,
                                        label_text=LABEL_TEXT[args.dataset] if args.label_text else "")
     described = label_text_examples(fewshot_args.label_text, fewshot_args.label_text_copies, labels, train,
                                     fewshot_args.train)

@@ -52,7 +52,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     holdout = holdout_rows(args.dataset, args.holdout)
-    fewshot_args, train, evaluation, labels = held_out_setting(args.dataset, holdout, "contrastive", 0, args.examples)
+    fewshot_args, train, evaluation, labels = held_out_setting(args.dataset, holdout, "contrastive", 0, args.examples,
+                                                               args.max_length)
     loaded = load_checkpoint(fewshot_args.model, head="base")
 
     def embed(texts: list[str]) -> np.ndarray:

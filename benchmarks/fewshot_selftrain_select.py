@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--pools", default="3000,6000", help="unlabelled rows the teacher labels")
     parser.add_argument("--starts", default="base,teacher", help="the student starts from the backbone or teacher")
     parser.add_argument("--poolings", default="cls", help="what the student's head reads: cls, mean or both")
+    parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -58,7 +59,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train_file = DATASETS[args.dataset][1]
     teacher_args, train, evaluation, labels = held_out_setting(args.dataset, args.holdout, "contrastive", args.k,
-                                                               args.examples)
+                                                               args.examples, args.max_length)
     out_file = args.out or ROOT / "benchmarks" / "results" / f"fewshot_{args.dataset}_selftrain_select.json"
     report: dict[str, Any] = {"benchmark": "fewshot_selftrain_select", "dataset": args.dataset,
                               **({"examples": args.examples} if args.examples else {"k": args.k}),

@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--holdout", type=int, default=1000)
     parser.add_argument("--pool", type=int, default=6000, help="unlabelled rows the teachers label (--self-train)")
     parser.add_argument("--methods", default="contrastive,finetune", help="the teachers")
+    parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -53,7 +54,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train_file = DATASETS[args.dataset][1]
     base_args, train, evaluation, labels = held_out_setting(args.dataset, args.holdout, "finetune", args.k,
-                                                            args.examples)
+                                                            args.examples, args.max_length)
     methods = args.methods.split(",")
     out_file = args.out or ROOT / "benchmarks" / "results" / f"fewshot_{args.dataset}_teacher_select.json"
     report: dict[str, Any] = {"benchmark": "fewshot_teacher_select", "dataset": args.dataset,
