@@ -159,8 +159,7 @@ def main() -> None:
                         help="nlpforge's methods' peak learning rate (default: each method's; with --self-train the "
                         "teacher's, the student keeps fine-tuning's)")
     parser.add_argument("--max-length", type=int, default=None,
-                        help="nlpforge's methods: tokens per text (default: the fewshot command's, 256; results "
-                        "files that record 'the fewshot command's default' were measured at 128)")
+                        help="nlpforge's methods: tokens per text (default: the fewshot command's, 128)")
     parser.add_argument("--label-text", action="store_true",
                         help="every method reads the dataset's label texts (LABEL_TEXT, fewshot --label-text; "
                         "SetFit trains on the same label-text examples beside each sample)")

@@ -263,7 +263,7 @@ class FewshotArgs:
                                                 "5e-4)).")
     batch_size: int | None = setting(None, "Examples (contrastive: pairs) per batch (default: 8, contrastive "
                                            "16).")
-    max_length: int = setting(256, "Tokens per example; longer texts are cut. Batches pad to their longest "
+    max_length: int = setting(128, "Tokens per example; longer texts are cut. Batches pad to their longest "
                                    "text, so texts shorter than this cost nothing more.")
     lora_r: int = setting(8, "lora: adapter rank.")
     lora_targets: str = setting("all", "lora: the layers to adapt (see nlpforge train --lora-targets).")
